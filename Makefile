@@ -1,0 +1,58 @@
+# Thin wrapper over CMake for the README's commands.
+#   make run     set up, build (release), start the relay with the defaults
+#   make test    set up, build, run every test through CTest
+#   make asan    the whole suite under AddressSanitizer + UBSan
+#   make fuzz    build the libFuzzer targets with clang and run each briefly
+#   make install PREFIX=/usr/local
+
+BUILD      ?= build
+PREFIX     ?= /usr/local
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_SECS  ?= 30
+CTEST_ARGS ?=
+
+.PHONY: all deps build release run test asan fuzz install format clean
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+release: deps
+	@cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DISSUN_BUILD_TESTS=OFF >/dev/null
+	@cmake --build $(BUILD)/release -j $(JOBS) --target issun-server
+
+run: release
+	$(BUILD)/release/issun-server $(ARGS)
+
+build:
+	@scripts/deps.sh test
+	@cmake -S . -B $(BUILD)/debug -DCMAKE_BUILD_TYPE=RelWithDebInfo -DISSUN_WERROR=ON >/dev/null
+	@cmake --build $(BUILD)/debug -j $(JOBS)
+
+test: build
+	cd $(BUILD)/debug && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+asan:
+	@scripts/deps.sh test
+	@cmake -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DISSUN_WERROR=ON -DISSUN_SANITIZE=ON >/dev/null
+	@cmake --build $(BUILD)/asan -j $(JOBS)
+	cd $(BUILD)/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+fuzz:
+	@scripts/deps.sh fuzz
+	@CC=clang cmake -S . -B $(BUILD)/fuzz -DCMAKE_BUILD_TYPE=Debug -DISSUN_FUZZ=ON -DISSUN_BUILD_TESTS=OFF >/dev/null
+	@cmake --build $(BUILD)/fuzz -j $(JOBS)
+	@scripts/run-fuzz.sh $(BUILD)/fuzz $(FUZZ_SECS)
+
+install: release
+	@cmake -S . -B $(BUILD)/release -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@cmake --build $(BUILD)/release -j $(JOBS)
+	@cmake --install $(BUILD)/release
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)
