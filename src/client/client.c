@@ -983,7 +983,7 @@ ISSUN_API int issun_client_room_create(issun_client *c, const char *name, uint32
     if (fsz > UINT32_MAX)
       return ic_fail(c, ISSUN_ERR_TOO_LARGE, "room_create: too large");
   }
-  uint32_t rid;
+  uint32_t rid = 0;
   int rv = room_begin(c, fsz, ISSUN_ROOM_OP_CREATE, &rid);
   if (rv != 0)
     return rv;
@@ -1014,7 +1014,7 @@ ISSUN_API int issun_client_room_join(issun_client *c, uint64_t room_id, uint32_t
   if (room_id == 0)
     return ic_fail(c, ISSUN_ERR_INVALID_ARG, "room_join: room id 0");
   size_t fsz = PR_HDR_LEN + 4 + 8;
-  uint32_t rid;
+  uint32_t rid = 0;
   int rv = room_begin(c, fsz, ISSUN_ROOM_OP_JOIN, &rid);
   if (rv != 0)
     return rv;
@@ -1033,7 +1033,7 @@ static int room_simple(issun_client *c, uint8_t type, uint8_t op, uint32_t *requ
   if (!c)
     return ISSUN_ERR_INVALID_ARG;
   size_t fsz = PR_HDR_LEN + 4;
-  uint32_t rid;
+  uint32_t rid = 0;
   int rv = room_begin(c, fsz, op, &rid);
   if (rv != 0)
     return rv;

@@ -984,7 +984,8 @@ static int open_socket(srv *s, const struct sockaddr_storage *addr, socklen_t le
   if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsz, sizeof bufsz) != 0)
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
   if (bind(fd, (const struct sockaddr *)addr, len) != 0) {
-    snprintf(err, errlen, "bind %s: %s", s->cfg.bind_addr, strerror(errno));
+    snprintf(err, errlen, "ISSUN_BIND_ADDR (--bind): cannot bind %s: %s", s->cfg.bind_addr,
+             strerror(errno));
     close(fd);
     return -1;
   }
@@ -1021,6 +1022,10 @@ int srv_new(srv **out, const srv_config *cfg, char *err, size_t errlen) {
   int generated = 0;
   if (iq_tls_server_new(&s->tls, cfg->cert_path, cfg->key_path, !cfg->cert_path_set, &generated,
                         err, errlen) != 0) {
+    /* Name the settings that led here, as for any bad configuration. */
+    char why[512];
+    snprintf(why, sizeof why, "%s", err);
+    snprintf(err, errlen, "ISSUN_CERT_PATH/ISSUN_KEY_PATH (--cert/--key): %s", why);
     srv_free(s);
     return -1;
   }
