@@ -255,6 +255,7 @@ itc *itc_new(const it_server *s, const char *name, const itc_opts *o) {
   st.reconnect = o->reconnect;
   st.connect_timeout_ms = 5000;
   st.enable_datagrams = !o->no_datagrams;
+  if (o->offline_queue_events) st.offline_queue_events = o->offline_queue_events;
   if (o->insecure) {
     st.insecure = 1;
   } else if (o->ca_file || o->pin) {

@@ -99,6 +99,7 @@ typedef struct itc_opts {
   const char *host; /* override (e.g. "::1") */
   const char *ca_file, *pin; /* override verification */
   int insecure;
+  size_t offline_queue_events; /* 0: the library's default */
 } itc_opts;
 
 /* Creates a client and connects it (blocking) unless opts->no_connect.
