@@ -280,18 +280,7 @@ static void on_room_frame(conn *c, uint8_t type, const uint8_t *p, size_t n) {
 /* One token bucket per session: max_events_per_sec tokens per second, the
  * same capacity, full at start.  Tokens are counted in millionths. */
 static int rate_take(conn *c) {
-  srv *s = c->s;
-  uint64_t rate = s->cfg.max_events_per_sec;
-  uint64_t cap = rate * 1000000ull;
-  uint64_t dt = s->now - c->rl_last_ns;
-  c->rl_last_ns = s->now;
-  /* rate tokens/s = rate micro-tokens per microsecond */
-  uint64_t add = (dt / 1000ull) * rate;
-  if (dt > 10ull * 1000000000ull) add = cap;
-  c->rl_tokens = c->rl_tokens + add > cap ? cap : c->rl_tokens + add;
-  if (c->rl_tokens < 1000000ull) return 0;
-  c->rl_tokens -= 1000000ull;
-  return 1;
+  return tb_take(&c->rl, c->s->cfg.max_events_per_sec, c->s->now);
 }
 
 static void deliver(conn *to, evbuf *b, int reliable) {
@@ -379,12 +368,8 @@ static void on_event(conn *c, const uint8_t *frame, size_t flen, int reliable) {
 
 /* ---- session start --------------------------------------------------- */
 
-static uint64_t assign_node_id(srv *s) {
-  for (;;) {
-    uint64_t id;
-    srv_random(s, &id, sizeof id);
-    if (id != 0 && !u64map_get(&s->by_node, id)) return id;
-  }
+static void srv_rnd(void *ctx, void *out, size_t n) {
+  srv_random(ctx, out, n);
 }
 
 static int secret_eq(const uint8_t *a, const uint8_t *b) {
@@ -431,7 +416,10 @@ static void on_hello(conn *c, const uint8_t *p, size_t n) {
     relay_fatal(c, PR_E_SERVER_FULL, "server full");
     return;
   }
-  if (id == 0) id = assign_node_id(s);
+  if (id == 0 && (id = node_id_pick(&s->by_node, srv_rnd, s)) == 0) {
+    relay_fatal(c, PR_E_SERVER_FULL, "no free node id");
+    return;
+  }
   if (u64map_put(&s->by_node, id, c) != 0) {
     relay_fatal(c, PR_E_SERVER_FULL, "out of memory");
     return;
@@ -442,8 +430,7 @@ static void on_hello(conn *c, const uint8_t *p, size_t n) {
   c->name[h.name.len] = 0;
   c->state = CS_SESSION;
   c->session_ns = s->now;
-  c->rl_tokens = (uint64_t)s->cfg.max_events_per_sec * 1000000ull;
-  c->rl_last_ns = s->now;
+  tb_init(&c->rl, s->cfg.max_events_per_sec, s->now);
   s->stats.handshakes[ST_HS_OK]++;
 
   if (old) {

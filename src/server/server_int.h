@@ -16,6 +16,7 @@
 #include "server/config.h"
 #include "server/heap.h"
 #include "server/log.h"
+#include "server/ratelimit.h"
 #include "server/rooms.h"
 #include "server/stats.h"
 #include "server/u64map.h"
@@ -113,8 +114,7 @@ typedef struct conn {
   int disc_reason;        /* ST_DISC_* or a wire code, for logs and metrics */
 
   /* rate limit: token bucket in micro-tokens */
-  uint64_t rl_tokens;
-  uint64_t rl_last_ns;
+  tbucket rl;            /* events rate limit */
   uint64_t rl_last_err_ns;
 
   /* stream reassembly: bytes of an incomplete frame */
