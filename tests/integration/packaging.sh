@@ -18,6 +18,17 @@ hello=$src/examples/hello/hello.c
 step() { echo "packaging: $*"; }
 fail() { echo "packaging: FAIL: $*" >&2; exit 1; }
 
+# A sanitizer build installs a sanitized libissun: programs linking it must
+# carry the same runtime (first in the link), so build them the same way.
+if grep -q '^ISSUN_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
+  san="-fsanitize=address,undefined"
+  printf '#!/bin/sh\nexec %s %s "$@"\n' "$cc" "$san" >"$tmp/cc"
+  chmod +x "$tmp/cc"
+  cc=$tmp/cc
+  export CFLAGS="$san" LDFLAGS="$san" # picked up by the CMake consumers below
+  step "sanitizer build: consumers built with $san"
+fi
+
 step "cmake --install $build --prefix $prefix"
 cmake --install "$build" --prefix "$prefix" >"$tmp/install.log" 2>&1 ||
   { cat "$tmp/install.log" >&2; fail "cmake --install"; }
