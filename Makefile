@@ -3,6 +3,8 @@
 #   make test    set up, build, run every test through CTest
 #   make asan    the whole suite under AddressSanitizer + UBSan
 #   make fuzz    build the libFuzzer targets with clang and run each briefly
+#   make valgrind  the whole suite (tests and the servers they start) under memcheck
+#   make bench   release build; room, fanout, unreliable, connect -> bench-results/
 #   make install PREFIX=/usr/local
 
 BUILD      ?= build
@@ -11,7 +13,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECS  ?= 30
 CTEST_ARGS ?=
 
-.PHONY: all deps build release run test asan fuzz install format clean
+.PHONY: all deps build release run test asan fuzz bench valgrind install format clean
 
 all: build
 
@@ -19,8 +21,7 @@ deps:
 	@scripts/deps.sh build
 
 release: deps
-	@cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DISSUN_BUILD_TESTS=OFF >/dev/null
-	@cmake --build $(BUILD)/release -j $(JOBS) --target issun-server
+	@JOBS=$(JOBS) scripts/build-release.sh $(BUILD)/release
 
 run: release
 	$(BUILD)/release/issun-server $(ARGS)
@@ -38,7 +39,17 @@ asan:
 	@cmake -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DISSUN_WERROR=ON -DISSUN_SANITIZE=ON >/dev/null
 	@cmake --build $(BUILD)/asan -j $(JOBS)
 	cd $(BUILD)/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+bench: deps
+	@BUILD_DIR=$(BUILD)/bench scripts/bench.sh $(WORKLOADS)
+
+valgrind:
+	@scripts/deps.sh test
+	@cmake -S . -B $(BUILD)/valgrind -DCMAKE_BUILD_TYPE=Debug -DISSUN_WERROR=ON >/dev/null
+	@cmake --build $(BUILD)/valgrind -j $(JOBS)
+	@scripts/valgrind.sh $(BUILD)/valgrind $(VALGRIND_TESTS)
 
 fuzz:
 	@scripts/deps.sh fuzz

@@ -5,8 +5,11 @@
 # password); otherwise prints the one command to run and fails.
 set -euo pipefail
 
-build_pkgs="cmake make gcc pkg-config libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev ca-certificates"
-test_pkgs="libcmocka-dev openssl procps python3"
+build_pkgs="cmake make gcc pkg-config libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev libnats-dev ca-certificates libncurses-dev"
+test_pkgs="libcmocka-dev openssl procps python3 nats-server tmux valgrind prometheus curl systemd python3-yaml"
+# The legacy interop test's Rust client (tests/legacy-client), built offline
+# with Debian's toolchain against Debian's packaged crates.
+test_pkgs="$test_pkgs cargo rustc librust-quinn-dev librust-rustls-dev librust-tokio-dev librust-tokio-macros-dev librust-serde-dev librust-serde-derive-dev librust-bincode-dev librust-bytes-dev"
 fuzz_pkgs="clang libclang-rt-14-dev"
 
 want=""

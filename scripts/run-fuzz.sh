@@ -20,7 +20,7 @@ case "$secs" in
   '' | *[!0-9]*) echo "run-fuzz: SECONDS must be a whole number" >&2; exit 2 ;;
 esac
 root=$(cd "$(dirname "$0")/.." && pwd)
-targets="fuzz_stream fuzz_datagram fuzz_payloads"
+targets="fuzz_stream fuzz_datagram fuzz_payloads fuzz_token fuzz_legacy"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/issun-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT

@@ -292,6 +292,18 @@ typedef struct issun_client_callbacks {
   /* An ERROR frame from the server (fatal ones are followed by a close;
    * RATE_LIMITED is not fatal).  `message` is NUL-terminated. */
   void (*on_server_error)(issun_client *c, uint16_t code, const char *message, void *user_data);
+  /* Authentication (docs/security.md): when set, called before every
+   * connection attempt (the first connect and each reconnect) for the token
+   * to send in HELLO, so an expired one can be replaced.  Return a
+   * NUL-terminated token (the library copies it before using it; it need
+   * only stay valid until the callback returns), or NULL when no token can
+   * be had: the attempt then fails with ISSUN_ERR_UNAUTHORIZED and the
+   * client gives up (state FAILED).  With this callback set, a reconnect
+   * refused with UNAUTHORIZED is retried (with backoff, within
+   * reconnect_max_attempts) instead of being final.  The token must be valid
+   * UTF-8, else the attempt fails as for NULL.  Runs on the calling thread
+   * like any callback; a blocking fetch blocks the poll. */
+  const char *(*get_token)(issun_client *c, void *user_data);
 } issun_client_callbacks;
 
 /* What the server told us in ACK, plus transport facts. */
@@ -350,6 +362,13 @@ ISSUN_API int issun_client_new(issun_client **out, const issun_client_settings *
 ISSUN_API int issun_client_new_ex(issun_client **out, const issun_client_settings *settings,
                                   const issun_client_callbacks *callbacks, void *user_data,
                                   char *err, size_t errlen);
+
+/* Replaces the token sent in HELLO (settings.token) from the next
+ * connection attempt on; NULL removes it.  The string is copied.  A
+ * get_token callback, when set, still has the last word before each
+ * attempt.  Returns 0, ISSUN_ERR_INVALID_ARG (NULL client, token not
+ * UTF-8) or ISSUN_ERR_NOMEM. */
+ISSUN_API int issun_client_set_token(issun_client *c, const char *token);
 
 /* Closes the connection without waiting (CONNECTION_CLOSE with NO_ERROR)
  * and frees everything.  NULL is ignored.  Inside a callback the release is

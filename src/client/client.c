@@ -328,6 +328,55 @@ static int attempt_addr(issun_client *c) {
   return rv;
 }
 
+/* Replaces the owned token; 0 or ISSUN_ERR_NOMEM. */
+static int replace_token(issun_client *c, const char *token) {
+  char *t = NULL;
+  if (token) {
+    size_t n = strlen(token);
+    t = malloc(n + 1);
+    if (!t)
+      return ISSUN_ERR_NOMEM;
+    memcpy(t, token, n + 1);
+  }
+  if (c->token) {
+    volatile char *p = c->token; /* do not leave old credentials in freed memory */
+    for (size_t i = 0; p[i]; i++)
+      p[i] = 0;
+  }
+  free(c->token);
+  c->token = t;
+  c->s.token = t;
+  return 0;
+}
+
+ISSUN_API int issun_client_set_token(issun_client *c, const char *token) {
+  if (!c)
+    return ISSUN_ERR_INVALID_ARG;
+  if (token && !utf8_ok(token, strlen(token)))
+    return ic_fail(c, ISSUN_ERR_INVALID_ARG, "set_token: the token must be valid UTF-8");
+  if (replace_token(c, token) != 0)
+    return ic_fail(c, ISSUN_ERR_NOMEM, "out of memory");
+  return 0;
+}
+
+/* Asks the get_token callback (when set) for this attempt's token. */
+static int fetch_token(issun_client *c) {
+  if (!c->cb.get_token)
+    return 0;
+  c->cb_depth++;
+  const char *t = c->cb.get_token(c, c->ud);
+  int rv = 0;
+  if (!t || !utf8_ok(t, strlen(t))) {
+    c->token_none = 1;
+    rv = ic_fail(c, ISSUN_ERR_UNAUTHORIZED, "the get_token callback gave %s",
+                 t ? "a token that is not UTF-8" : "no token");
+  } else if (replace_token(c, t) != 0) {
+    rv = ic_fail(c, ISSUN_ERR_NOMEM, "out of memory");
+  }
+  c->cb_depth--;
+  return rv;
+}
+
 static int attempt_begin(issun_client *c) {
   /* close_info describes the latest connection: forget the previous one's */
   c->close.has_server_error = 0;
@@ -337,7 +386,11 @@ static int attempt_begin(issun_client *c) {
   c->close.close_is_app = 0;
   c->close.close_code = 0;
   c->close.close_reason[0] = 0;
-  int rv = resolve(c);
+  c->token_none = 0;
+  int rv = fetch_token(c);
+  if (rv != 0)
+    return rv;
+  rv = resolve(c);
   if (rv != 0)
     return rv;
   c->addr_idx = 0;
@@ -400,7 +453,9 @@ static void on_conn_gone(issun_client *c, int err) {
   }
   ic_sb_clear(c);
   if (st == ISSUN_STATE_RECONNECTING) {
-    if (ic_err_is_fatal(err)) {
+    /* With a token callback, a refused token may be replaced next time. */
+    int token_retry = err == ISSUN_ERR_UNAUTHORIZED && c->cb.get_token && !c->token_none;
+    if (ic_err_is_fatal(err) && !token_retry) {
       set_state(c, ISSUN_STATE_FAILED, err);
     } else if (c->s.reconnect_max_attempts && c->attempt_no >= c->s.reconnect_max_attempts) {
       char prev[IC_ERR_LEN];

@@ -87,6 +87,7 @@ struct issun_client {
   issun_client_settings s; /* string members point at the owned copies below */
   char *name;
   char *token;
+  int token_none; /* the get_token callback gave no token: do not retry */
   char *ca_file;
   char *pin;
   char *server_name;

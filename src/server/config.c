@@ -5,6 +5,7 @@
 #include "server/config.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -18,7 +19,8 @@
 #define DEFAULT_BIND "0.0.0.0:5000"
 #define MAX_DURATION_MS 86400000u /* 24 h: keeps 3 x heartbeat well inside 32 bits */
 
-enum opt_kind { K_ADDR, K_PATH, K_U16, K_U32, K_U64, K_DUR, K_BOOL, K_LOG, K_LOGFMT };
+enum opt_kind { K_ADDR, K_PATH, K_U16, K_U32, K_U64, K_DUR, K_BOOL, K_LOG, K_LOGFMT, K_HOST,
+                K_SECRET, K_SECRET_FILE, K_RETRY };
 
 struct opt {
   const char *flag; /* without the leading "--" */
@@ -49,6 +51,9 @@ static const struct opt opts[] = {
      "time a new connection has to send HELLO"},
     {"enable-rooms", "BOOL", "ISSUN_ENABLE_ROOMS", K_BOOL, OFF(enable_rooms), 0, 0, "true",
      "enable the room system"},
+    {"allow-legacy", "BOOL", "ISSUN_ALLOW_LEGACY", K_BOOL, OFF(allow_legacy), 0, 0, "true",
+     "serve legacy clients, which connect without ALPN the way issun's Rust QuicClientBackend "
+     "does (protocol section 9); ignored, and such clients refused, while authentication is on"},
     {"max-rooms", "N", "ISSUN_MAX_ROOMS", K_U32, OFF(max_rooms), 1, 1000000, "1000",
      "maximum number of rooms (1 to 1000000)"},
     {"default-room-size", "N", "ISSUN_DEFAULT_ROOM_SIZE", K_U32, OFF(default_room_size), 1, 1000000,
@@ -66,11 +71,54 @@ static const struct opt opts[] = {
      "delay before writing queued output, 0 to 1000000 (0: at the end of every loop turn)"},
     {"metrics-port", "PORT", "ISSUN_METRICS_PORT", K_U16, OFF(metrics_port), 0, 65535, "9090",
      "TCP port of the Prometheus /metrics and /health endpoint (0 disables it)"},
+    {"metrics-addr", "IP", "ISSUN_METRICS_ADDR", K_HOST, OFF(metrics_addr), 0, 0, "the bind host",
+     "IP address the metrics endpoint listens on, e.g. 127.0.0.1 to keep it private "
+     "(IPv4, IPv6 with or without brackets)"},
     {"log", "FILTER", "ISSUN_LOG", K_LOG, OFF(log_level), 0, 0, "info",
      "error, warn, info, debug or trace, or a RUST_LOG filter such as "
      "\"warn,issun_server=debug\" (read from RUST_LOG when ISSUN_LOG is unset)"},
     {"log-format", "FORMAT", "ISSUN_LOG_FORMAT", K_LOGFMT, OFF(log_format), 0, 0, "text",
      "log line format: text or json"},
+    /* security: docs/security.md */
+    {"auth-secret", "SECRET", "ISSUN_AUTH_SECRET", K_SECRET, OFF(auth_secret), 0, 0, "none",
+     "shared HS256 secret (at least 32 bytes) that turns on token authentication: HELLO must "
+     "carry a JWT signed with it, and connections without ALPN are refused; prefer the "
+     "variable or a file to the flag, which other local users can see"},
+    {"auth-secret-file", "PATH", "ISSUN_AUTH_SECRET_FILE", K_SECRET_FILE, OFF(auth_secret_file), 0,
+     0, "none", "file holding the secret (one trailing newline is ignored)"},
+    {"auth-leeway", "SECONDS", "ISSUN_AUTH_LEEWAY", K_U32, OFF(auth_leeway_s), 0, 3600, "30",
+     "clock skew allowed past a token's exp (and before its nbf), 0 to 3600"},
+    {"max-conns-per-ip", "N", "ISSUN_MAX_CONNS_PER_IP", K_U32, OFF(max_conns_per_ip), 0, 1000000,
+     "256", "connections one source address (IPv4, or IPv6 /64) may hold; 0 turns it off"},
+    {"max-handshakes-per-ip", "N", "ISSUN_MAX_HANDSHAKES_PER_IP", K_U32,
+     OFF(max_handshakes_per_ip), 0, 1000000, "100",
+     "new connections one source address may start per second (bursts up to N); 0 turns it off"},
+    {"retry", "MODE", "ISSUN_RETRY", K_RETRY, OFF(retry_mode), 0, 0, "auto",
+     "QUIC address validation with stateless Retry: auto (when new connections pass the "
+     "threshold), always or never"},
+    {"retry-threshold", "N", "ISSUN_RETRY_THRESHOLD", K_U32, OFF(retry_threshold), 1, 1000000, "500",
+     "new connection attempts per second above which --retry auto validates addresses"},
+    {"handshake-timeout", "DURATION", "ISSUN_HANDSHAKE_TIMEOUT", K_DUR, OFF(handshake_timeout_ms), 0,
+     0, "10s", "time a new connection has to finish the QUIC/TLS handshake"},
+    {"max-room-name", "BYTES", "ISSUN_MAX_ROOM_NAME", K_U32, OFF(max_room_name), 1, 65536, "128",
+     "longest room name accepted in ROOM_CREATE (a longer one is a PROTOCOL_ERROR)"},
+    {"max-room-metadata", "BYTES", "ISSUN_MAX_ROOM_METADATA", K_U32, OFF(max_room_metadata), 8,
+     16777216, "4096",
+     "largest encoded room metadata list accepted in ROOM_CREATE (a larger one is a "
+     "PROTOCOL_ERROR)"},
+    /* clustering: docs/clustering.md */
+    {"nats-url", "URLS", "ISSUN_NATS_URL", K_PATH, OFF(nats_url), 0, 0, "none",
+     "NATS server URL(s), comma-separated (nats://host:4222, tls://..., user:password@ "
+     "allowed); setting it turns clustering on"},
+    {"nats-creds", "PATH", "ISSUN_NATS_CREDS", K_PATH, OFF(nats_creds), 0, 0, "none",
+     "NATS user credentials file (.creds) for clustering"},
+    {"nats-ca", "PATH", "ISSUN_NATS_CA", K_PATH, OFF(nats_ca), 0, 0, "none",
+     "CA certificates (PEM) to verify the NATS servers with; turns TLS to NATS on"},
+    {"nats-replicas", "N", "ISSUN_NATS_REPLICAS", K_U32, OFF(nats_replicas), 1, 5, "1",
+     "replicas of the cluster's JetStream key-value buckets (1 to 5; 3 on a 3-node NATS "
+     "cluster survives the loss of one node)"},
+    {"cluster-expiry", "DURATION", "ISSUN_CLUSTER_EXPIRY", K_DUR, OFF(cluster_expiry_ms), 0, 0, "5s",
+     "time after which a silent relay counts as gone and its sessions leave their rooms"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -487,6 +535,91 @@ static int apply(srv_config *c, const struct opt *o, const char *name, const cha
     *(int *)(void *)field = lvl;
     return 0;
   }
+  case K_HOST: {
+    char host[64];
+    const char *orig = val;
+    size_t n = strlen(val);
+    struct in6_addr a6;
+    if (n >= 2 && val[0] == '[' && val[n - 1] == ']') {
+      val++;
+      n -= 2;
+    }
+    if (n >= sizeof(host)) {
+      set_err(err, errlen, "%s: '%.40s...' is too long for an IP address", name, orig);
+      return -1;
+    }
+    memcpy(host, val, n);
+    host[n] = '\0';
+    if (inet_pton(AF_INET, host, &a6) != 1 && inet_pton(AF_INET6, host, &a6) != 1) {
+      set_err(err, errlen,
+              "%s: '%s' is not an IP address (expected e.g. 127.0.0.1, 0.0.0.0, ::1 or [::])",
+              name, orig);
+      return -1;
+    }
+    snprintf(field, sizeof(c->metrics_addr), "%s", host);
+    return 0;
+  }
+  case K_SECRET: {
+    size_t n = strlen(val);
+    if (n < CFG_SECRET_MIN || n > CFG_SECRET_MAX) {
+      set_err(err, errlen, "%s: the secret is %zu bytes; HS256 needs %d to %d bytes", name, n,
+              CFG_SECRET_MIN, CFG_SECRET_MAX);
+      return -1;
+    }
+    memcpy(c->auth_secret, val, n);
+    c->auth_secret_len = n;
+    c->auth_enabled = 1;
+    return 0;
+  }
+  case K_SECRET_FILE: {
+    if (!*val || strlen(val) >= CFG_PATH_MAX) {
+      set_err(err, errlen, "%s: the path is empty or too long", name);
+      return -1;
+    }
+    FILE *f = fopen(val, "rb");
+    if (!f) {
+      set_err(err, errlen, "%s: cannot open '%s': %s", name, val, strerror(errno));
+      return -1;
+    }
+    uint8_t buf[CFG_SECRET_MAX + 3];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+      set_err(err, errlen, "%s: cannot read '%s'", name, val);
+      return -1;
+    }
+    if (n > 0 && buf[n - 1] == '\n') {
+      n--;
+      if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    }
+    if (n < CFG_SECRET_MIN || n > CFG_SECRET_MAX) {
+      set_err(err, errlen, "%s: '%s' holds %s%zu bytes; an HS256 secret needs %d to %d bytes",
+              name, val, n > CFG_SECRET_MAX ? "more than " : "", n > CFG_SECRET_MAX ? (size_t)CFG_SECRET_MAX : n,
+              CFG_SECRET_MIN, CFG_SECRET_MAX);
+      return -1;
+    }
+    memcpy(c->auth_secret, buf, n);
+    c->auth_secret_len = n;
+    c->auth_enabled = 1;
+    snprintf(c->auth_secret_file, sizeof(c->auth_secret_file), "%s", val);
+    memset(buf, 0, sizeof(buf));
+    return 0;
+  }
+  case K_RETRY:
+    if (strcasecmp(val, "auto") == 0) {
+      c->retry_mode = CFG_RETRY_AUTO;
+    } else if (strcasecmp(val, "always") == 0) {
+      c->retry_mode = CFG_RETRY_ALWAYS;
+    } else if (strcasecmp(val, "never") == 0) {
+      c->retry_mode = CFG_RETRY_NEVER;
+    } else {
+      set_err(err, errlen, "%s: '%s' is not a Retry mode (expected auto, always or never)", name,
+              val);
+      return -1;
+    }
+    return 0;
   case K_LOGFMT:
     if (strcasecmp(val, "text") == 0) {
       c->log_format = LOG_FMT_TEXT;
@@ -518,6 +651,7 @@ void cfg_defaults(srv_config *c) {
   c->heartbeat_ms = 5000;
   c->hello_timeout_ms = 10000;
   c->enable_rooms = 1;
+  c->allow_legacy = 1;
   c->max_rooms = 1000;
   c->default_room_size = 8;
   c->max_room_size = 1000;
@@ -528,6 +662,18 @@ void cfg_defaults(srv_config *c) {
   c->metrics_port = 9090;
   c->log_level = LOG_LVL_INFO;
   c->log_format = LOG_FMT_TEXT;
+  c->auth_enabled = 0;
+  c->auth_secret_len = 0;
+  c->auth_leeway_s = 30;
+  c->max_conns_per_ip = 256;
+  c->max_handshakes_per_ip = 100;
+  c->retry_mode = CFG_RETRY_AUTO;
+  c->retry_threshold = 500;
+  c->handshake_timeout_ms = 10000;
+  c->max_room_name = 128;
+  c->max_room_metadata = 4096;
+  c->nats_replicas = 1;
+  c->cluster_expiry_ms = 5000;
 }
 
 /* Prints text indented by `indent` columns, broken at spaces before `width`. */
@@ -655,6 +801,15 @@ int cfg_load(srv_config *c, int argc, char **argv, char *err, size_t errlen, voi
     src[o - opts] = o->flag;
   }
 
+  {
+    const struct opt *sec = find_off(OFF(auth_secret)), *sf = find_off(OFF(auth_secret_file));
+    if (src[sec - opts] && src[sf - opts]) {
+      set_err(err, errlen, "%s%s and %s%s are both set: give the secret one way only",
+              src[sec - opts] == sec->flag ? "--" : "", src[sec - opts],
+              src[sf - opts] == sf->flag ? "--" : "", src[sf - opts]);
+      return -1;
+    }
+  }
   if (c->default_room_size > c->max_room_size) {
     const struct opt *d = find_off(OFF(default_room_size)), *m = find_off(OFF(max_room_size));
     const char *dn = src[d - opts], *mn = src[m - opts];

@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 
 #define CFG_PATH_MAX 1024
+#define CFG_SECRET_MAX 1024 /* = AUTH_MAX_SECRET */
+#define CFG_SECRET_MIN 32   /* = AUTH_MIN_SECRET (RFC 7518 3.2) */
 
 enum cfg_log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG, LOG_LVL_TRACE };
 enum cfg_log_format { LOG_FMT_TEXT = 0, LOG_FMT_JSON };
@@ -34,9 +36,36 @@ typedef struct srv_config {
   uint64_t slow_consumer_bytes;   /* ISSUN_SLOW_CONSUMER_BYTES / --slow-consumer-bytes, 1048576 */
   uint32_t flush_us;              /* ISSUN_FLUSH_US / --flush-us, 0 (write at the end of every loop turn) */
   uint16_t metrics_port;          /* ISSUN_METRICS_PORT / --metrics-port, 9090, 0 disables */
+  char metrics_addr[64];          /* ISSUN_METRICS_ADDR / --metrics-addr, IP literal; "" = the bind host */
   int log_level;                  /* ISSUN_LOG (or RUST_LOG) / --log, info; error|warn|info|debug|trace, or "issun_server=debug,..." */
   int log_format;                 /* ISSUN_LOG_FORMAT / --log-format, text|json */
+  int allow_legacy;               /* ISSUN_ALLOW_LEGACY / --allow-legacy, true: serve no-ALPN clients
+                                   * (issun's Rust QuicClientBackend); always off with auth */
+
+  /* Security (docs/security.md). */
+  int auth_enabled;               /* 1 when a secret is configured: HELLO needs a valid token and
+                                   * legacy (no-ALPN) connections are refused */
+  uint8_t auth_secret[CFG_SECRET_MAX]; /* ISSUN_AUTH_SECRET / --auth-secret, or the content of */
+  size_t auth_secret_len;         /* ISSUN_AUTH_SECRET_FILE / --auth-secret-file; >= 32 bytes */
+  char auth_secret_file[CFG_PATH_MAX];
+  uint32_t auth_leeway_s;         /* ISSUN_AUTH_LEEWAY / --auth-leeway, 30 (seconds past exp) */
+  uint32_t max_conns_per_ip;      /* ISSUN_MAX_CONNS_PER_IP / --max-conns-per-ip, 256, 0 = off */
+  uint32_t max_handshakes_per_ip; /* ISSUN_MAX_HANDSHAKES_PER_IP / --max-handshakes-per-ip, 100/s, 0 = off */
+  int retry_mode;                 /* ISSUN_RETRY / --retry, auto|always|never */
+  uint32_t retry_threshold;       /* ISSUN_RETRY_THRESHOLD / --retry-threshold, 500 new handshakes/s */
+  uint32_t handshake_timeout_ms;  /* ISSUN_HANDSHAKE_TIMEOUT / --handshake-timeout, 10 s (QUIC+TLS) */
+  uint32_t max_room_name;         /* ISSUN_MAX_ROOM_NAME / --max-room-name, 128 bytes */
+  uint32_t max_room_metadata;     /* ISSUN_MAX_ROOM_METADATA / --max-room-metadata, 4096 bytes */
+
+  /* Clustering over NATS (docs/clustering.md): off while nats_url is empty. */
+  char nats_url[CFG_PATH_MAX];    /* ISSUN_NATS_URL / --nats-url, "nats://h1:4222,nats://h2:4222" */
+  char nats_creds[CFG_PATH_MAX];  /* ISSUN_NATS_CREDS / --nats-creds, a NATS .creds file */
+  char nats_ca[CFG_PATH_MAX];     /* ISSUN_NATS_CA / --nats-ca, CA bundle: TLS to NATS */
+  uint32_t nats_replicas;         /* ISSUN_NATS_REPLICAS / --nats-replicas, 1 (1 to 5) */
+  uint32_t cluster_expiry_ms;     /* ISSUN_CLUSTER_EXPIRY / --cluster-expiry, 5 s */
 } srv_config;
+
+enum cfg_retry { CFG_RETRY_AUTO = 0, CFG_RETRY_ALWAYS, CFG_RETRY_NEVER };
 
 /* Fills *c with the defaults above. */
 void cfg_defaults(srv_config *c);

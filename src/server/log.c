@@ -28,6 +28,47 @@ static int is_number(const char *s, size_t n) {
   return !(n > 1 && s[0] == '0');
 }
 
+/* A quoted field value: backslash escapes (log_escape's) are undone here
+ * and json_str escapes again for JSON. */
+static void json_str_unescape(FILE *f, const char *s, size_t n) {
+  char tmp[1024];
+  size_t k = 0;
+  for (size_t i = 0; i < n && k < sizeof tmp; i++) {
+    unsigned hi, lo;
+    if (s[i] == '\\' && i + 3 < n && s[i + 1] == 'x' && sscanf(s + i + 2, "%1x%1x", &hi, &lo) == 2) {
+      tmp[k++] = (char)(hi << 4 | lo); /* \xNN: a control byte, \u00NN in JSON */
+      i += 3;
+      continue;
+    }
+    if (s[i] == '\\' && i + 1 < n && (s[i + 1] == '"' || s[i + 1] == '\\')) i++;
+    tmp[k++] = s[i];
+  }
+  json_str(f, tmp, k);
+}
+
+const char *log_escape(char *out, size_t outlen, const char *s) {
+  size_t k = 0;
+  if (outlen == 0) return out;
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    char esc[5];
+    size_t n;
+    if (ch == '"' || ch == '\\') {
+      esc[0] = '\\', esc[1] = (char)ch, n = 2;
+    } else if (ch < 0x20 || ch == 0x7f) {
+      snprintf(esc, sizeof esc, "\\x%02x", ch);
+      n = 4;
+    } else {
+      esc[0] = (char)ch, n = 1;
+    }
+    if (k + n >= outlen) break;
+    memcpy(out + k, esc, n);
+    k += n;
+  }
+  out[k] = 0;
+  return out;
+}
+
 /* Renders `k=v k2="quoted value"` as JSON members (each preceded by ','). */
 static void json_fields(FILE *f, const char *s) {
   for (;;) {
@@ -39,8 +80,8 @@ static void json_fields(FILE *f, const char *s) {
     int quoted = (*v == '"');
     if (quoted) {
       v++;
-      vend = strchr(v, '"');
-      if (!vend) vend = v + strlen(v);
+      vend = v;
+      while (*vend && *vend != '"') vend += (*vend == '\\' && vend[1]) ? 2 : 1;
       s = *vend ? vend + 1 : vend;
     } else {
       vend = strchr(v, ' ');
@@ -51,8 +92,13 @@ static void json_fields(FILE *f, const char *s) {
     fputc(',', f);
     json_str(f, key, klen);
     fputc(':', f);
-    if (!quoted && is_number(v, vlen))
+    /* Identifiers (node_id, room_id, ...) are u64s: always strings, so a log
+     * store sees one type and no JSON parser rounds them. */
+    int is_id = klen >= 3 && memcmp(key + klen - 3, "_id", 3) == 0;
+    if (!quoted && !is_id && is_number(v, vlen))
       fwrite(v, 1, vlen, f);
+    else if (quoted)
+      json_str_unescape(f, v, vlen);
     else
       json_str(f, v, vlen);
   }

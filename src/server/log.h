@@ -21,6 +21,12 @@ typedef struct srv_log {
 void log_write(const srv_log *lg, int level, const char *msg, const char *fields_fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Escapes a string a peer chose (a display name) for a quoted field value:
+ * '"' and '\\' get a backslash, control bytes become \\xNN, so it can neither
+ * end the value early nor start a new log line.  Returns out (truncated to
+ * outlen - 1 bytes, never mid-escape). */
+const char *log_escape(char *out, size_t outlen, const char *s);
+
 #define LOG_AT(lg, lvl, msg, ...)                                                                  \
   do {                                                                                             \
     if ((lg)->level >= (lvl)) log_write((lg), (lvl), (msg), __VA_ARGS__);                          \

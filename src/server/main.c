@@ -1,11 +1,19 @@
 /* issun-server: the relay daemon. */
 #include <stdio.h>
+#include <string.h>
+
+#include <nats/nats.h>
 
 #include "server/config.h"
 #include "server/log.h"
 #include "server/server.h"
+#include "server/token_cmd.h"
 
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "token") == 0) {
+    int trv = token_cmd_main(argc - 1, argv + 1, stdout, stderr);
+    return trv == 1 ? 0 : trv;
+  }
   srv_config cfg;
   char err[512];
   cfg_defaults(&cfg);
@@ -31,5 +39,8 @@ int main(int argc, char **argv) {
   }
   rv = srv_run(s);
   srv_free(s);
+  /* libnats starts library-wide threads of its own: end them before exit
+   * (otherwise memcheck reports their stacks as leaked). */
+  if (cfg.nats_url[0]) nats_CloseAndWait(2000);
   return rv == 0 ? 0 : 1;
 }

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/cluster.h"
+#include "server/guard.h"
 #include "server/server_int.h"
 
 #define MS (1000000ull)
@@ -27,7 +29,7 @@ void dgq_free(dgq *q) {
   q->len = 0;
 }
 
-static int txq_push(txq *q, evbuf *b) {
+int txq_push(txq *q, evbuf *b) {
   uint32_t used = q->tail - q->head;
   if (used == q->cap) {
     uint32_t ncap = q->cap ? q->cap * 2 : 16;
@@ -67,6 +69,7 @@ int relay_send_frame(conn *c, evbuf *b) {
     evbuf_unref(b);
     return -1;
   }
+  if (c->legacy) return legacy_send_frame(c, b); /* one stream per event */
   if (queue_raw(c, b) != 0) return -1;
   if (c->tx.unsent > c->s->cfg.slow_consumer_bytes) {
     c->s->stats.dropped[ST_DROP_SLOW_CONSUMER]++;
@@ -94,6 +97,7 @@ void relay_fatal(conn *c, uint16_t code, const char *msg) {
   srv *s = c->s;
   if (c->state == CS_WAIT_HELLO && code != PR_E_SHUTTING_DOWN)
     s->stats.handshakes[code == PR_E_TIMEOUT ? ST_HS_TIMEOUT : ST_HS_REFUSED]++;
+  guard_count_fatal(c, code);
   send_error(c, code, msg);
   LOG_DEBUG(&s->log, "closing connection", "node_id=%llu addr=%s code=%s message=\"%s\"",
             (unsigned long long)c->node_id, c->addr_str, pr_code_name(code), msg);
@@ -102,7 +106,7 @@ void relay_fatal(conn *c, uint16_t code, const char *msg) {
 
 /* ---- lobby: sessions in no room -------------------------------------- */
 
-static void lobby_add(conn *c) {
+void lobby_add(conn *c) {
   srv *s = c->s;
   if (c->lobby_idx != UINT32_MAX) return;
   if (s->lobby_len == s->lobby_cap) {
@@ -146,6 +150,10 @@ static void leave_room(conn *c) {
   room *r = c->room;
   if (!r) return;
   srv *s = c->s;
+  if (s->cluster) { /* the room lives in the cluster's directory */
+    cluster_leave_room(s->cluster, c);
+    return;
+  }
   rooms_leave_result res;
   uint64_t rid = r->id;
   rooms_leave(s->rooms, r, c->node_id, &res);
@@ -163,6 +171,7 @@ static void reply(conn *c, uint32_t request_id, uint16_t status, const room *r) 
   srv *s = c->s;
   pr_buf b;
   pr_reply_state st;
+  guard_count_reply(s, status);
   pr_buf_init(&b, s->scratch, PR_HDR_LEN + s->cfg.max_frame_payload);
   pr_reply_begin(&b, &st, request_id, status);
   if (r && status == 0) rooms_reply_add(&b, &st, r);
@@ -214,9 +223,17 @@ static void on_room_frame(conn *c, uint8_t type, const uint8_t *p, size_t n) {
     reply(c, rid, PR_E_ROOMS_DISABLED, NULL);
     return;
   }
+  /* ROOM_LIST reads the local mirror, unless it must wait behind a pending request */
+  if (s->cluster && (type != PR_FT_ROOM_LIST || cluster_busy(s->cluster, c))) {
+    if (type == PR_FT_ROOM_CREATE && guard_room_create(c, &cr) != 0) return;
+    cluster_room_request(s->cluster, c, type, rid, type == PR_FT_ROOM_CREATE ? &cr : NULL,
+                         type == PR_FT_ROOM_JOIN ? jn.room_id : 0);
+    return;
+  }
   room *r = NULL;
   switch (type) {
   case PR_FT_ROOM_CREATE:
+    if (guard_room_create(c, &cr) != 0) return;
     if (c->room) {
       reply(c, rid, PR_E_ALREADY_IN_ROOM, NULL);
       return;
@@ -317,6 +334,7 @@ static void on_event(conn *c, const uint8_t *frame, size_t flen, int reliable) {
   srv *s = c->s;
   pr_event ev;
   if (pr_event_decode(frame + PR_HDR_LEN, flen - PR_HDR_LEN, &ev) != 0) {
+    guard_count_bad_event(s, frame + PR_HDR_LEN, flen - PR_HDR_LEN);
     relay_fatal(c, PR_E_PROTOCOL, "malformed EVENT");
     return;
   }
@@ -336,6 +354,11 @@ static void on_event(conn *c, const uint8_t *frame, size_t flen, int reliable) {
   if (ev.scope == PR_SCOPE_TARGETED) {
     target = u64map_get(&s->by_node, ev.target);
     if (!target || target == c) {
+      if (!target && s->cluster &&
+          cluster_route_targeted(s->cluster, c->node_id, ev.target, frame, flen, reliable) == 0) {
+        s->stats.events_relayed[ST_SCOPE_TARGETED]++; /* to the relay holding the target */
+        return;
+      }
       s->stats.dropped[ST_DROP_NO_TARGET]++;
       return;
     }
@@ -346,6 +369,7 @@ static void on_event(conn *c, const uint8_t *frame, size_t flen, int reliable) {
   pr_le64(b->data + PR_EVENT_SENDER_OFF, c->node_id);
   b->rx_ns = s->now;
   b->scope = (uint8_t)ev.scope;
+  uint64_t queued_before = s->stats.deliveries;
   if (target) {
     s->stats.events_relayed[ST_SCOPE_TARGETED]++;
     deliver(target, b, reliable);
@@ -356,14 +380,23 @@ static void on_event(conn *c, const uint8_t *frame, size_t flen, int reliable) {
       conn *m = r->member_udata[i];
       if (m != c && m) deliver(m, b, reliable);
     }
+    if (s->cluster) cluster_room_event(s->cluster, r, b, reliable); /* once, for other relays */
   } else {
     s->stats.events_relayed[ST_SCOPE_BROADCAST]++;
     for (uint32_t i = 0; i < s->lobby_len; i++) {
       conn *m = s->lobby[i];
       if (m != c) deliver(m, b, reliable);
     }
+    if (s->cluster) cluster_lobby_event(s->cluster, b, reliable);
   }
+  if (s->stats.deliveries != queued_before) /* queued for its last recipient now */
+    stat_observe_latency(&s->stats, b->scope, (srv_clock_ns() - b->rx_ns) / 1000);
   evbuf_unref(b);
+}
+
+/* An EVENT that arrived on a legacy stream: relayed as a reliable event. */
+void relay_event_from_legacy(conn *c, const uint8_t *frame, size_t flen) {
+  on_event(c, frame, flen, 1);
 }
 
 /* ---- session start --------------------------------------------------- */
@@ -399,6 +432,7 @@ static void on_hello(conn *c, const uint8_t *p, size_t n) {
     relay_fatal(c, PR_E_PROTOCOL, "malformed HELLO");
     return;
   }
+  if (guard_hello(c, &h) != 0) return; /* authentication: the token decides the NodeId */
   conn *old = NULL;
   uint64_t id = h.node_id;
   if (id != 0) {
@@ -418,6 +452,10 @@ static void on_hello(conn *c, const uint8_t *p, size_t n) {
   }
   if (id == 0 && (id = node_id_pick(&s->by_node, srv_rnd, s)) == 0) {
     relay_fatal(c, PR_E_SERVER_FULL, "no free node id");
+    return;
+  }
+  if (s->cluster && !old && cluster_claim_node(s->cluster, &id, h.node_id == 0) != 0) {
+    relay_fatal(c, PR_E_DUPLICATE_NODE, "node id in use on another relay");
     return;
   }
   if (u64map_put(&s->by_node, id, c) != 0) {
@@ -450,8 +488,10 @@ static void on_hello(conn *c, const uint8_t *p, size_t n) {
   } else {
     s->nsessions++;
     lobby_add(c);
+    char name[4 * PR_MAX_NAME_LEN + 1]; /* the peer's choice: escaped for the log */
     LOG_INFO(&s->log, "Client connected", "node_id=%llu addr=%s name=\"%s\" clients=%u",
-             (unsigned long long)id, c->addr_str, c->name, s->nsessions);
+             (unsigned long long)id, c->addr_str, log_escape(name, sizeof name, c->name),
+             s->nsessions);
   }
   send_ack(c);
 }
@@ -461,8 +501,7 @@ static void on_hello(conn *c, const uint8_t *p, size_t n) {
 void relay_on_handshake(conn *c) {
   srv *s = c->s;
   if (!iq_tls_alpn_is_issun(c->tls)) {
-    /* Legacy (no ALPN) connections are refused by TLS until supported. */
-    conn_close(c, PR_E_PROTOCOL, "ALPN issun/1 required");
+    legacy_on_handshake(c); /* no ALPN: TLS let it through, so legacy is allowed */
     return;
   }
   c->state = CS_WAIT_HELLO;
@@ -523,6 +562,7 @@ static void on_frame(conn *c, const pr_hdr *h, const uint8_t *frame) {
 int relay_on_stream(conn *c, int64_t sid, const uint8_t *data, size_t len, int fin) {
   srv *s = c->s;
   if (c->close_pending || c->state >= CS_CLOSING) return -1;
+  if (c->legacy) return legacy_on_stream(c, sid, data, len, fin);
   if (sid != 0) return -1; /* refused in stream_open */
   if (c->state != CS_WAIT_HELLO && c->state != CS_SESSION) return -1;
   c->stream_id = sid;
@@ -613,6 +653,10 @@ int relay_on_stream(conn *c, int64_t sid, const uint8_t *data, size_t len, int f
 
 int relay_on_datagram(conn *c, const uint8_t *data, size_t len) {
   if (c->close_pending || c->state != CS_SESSION) return -1;
+  if (c->legacy) {
+    relay_fatal(c, PR_E_PROTOCOL, "DATAGRAM on a legacy connection");
+    return -1;
+  }
   const uint8_t *pl;
   size_t plen;
   int rv = pr_datagram_check(data, len, c->s->cfg.max_frame_payload, &pl, &plen);
@@ -629,7 +673,7 @@ uint64_t relay_next_deadline(const conn *c) {
   const srv *s = c->s;
   if (c->close_pending) return UINT64_MAX;
   if (c->state == CS_WAIT_HELLO) return c->hello_deadline;
-  if (c->state != CS_SESSION) return UINT64_MAX;
+  if (c->state != CS_SESSION || c->legacy) return UINT64_MAX; /* legacy: QUIC PINGs + idle timeout */
   uint64_t hb = (uint64_t)s->cfg.heartbeat_ms * MS;
   uint64_t a = c->last_tx_stream + hb, b = c->last_rx_frame + 3 * hb;
   return a < b ? a : b;
@@ -642,7 +686,7 @@ void relay_on_timer(conn *c) {
     relay_fatal(c, PR_E_TIMEOUT, "no HELLO in time");
     return;
   }
-  if (c->state != CS_SESSION) return;
+  if (c->state != CS_SESSION || c->legacy) return;
   uint64_t hb = (uint64_t)s->cfg.heartbeat_ms * MS;
   if (s->now >= c->last_rx_frame + 3 * hb) {
     relay_fatal(c, PR_E_TIMEOUT, "peer went silent");
@@ -670,10 +714,12 @@ void relay_release(conn *c, const char *why) {
   if (u64map_get(&s->by_node, c->node_id) == c) u64map_del(&s->by_node, c->node_id);
   leave_room(c);
   lobby_remove(c);
+  if (s->cluster) cluster_release_node(s->cluster, c->node_id);
   s->nsessions--;
   int reason = c->disc_reason;
   if (reason >= 0 && reason < ST_DISC_N) s->stats.disconnects[reason]++;
   uint64_t dur_ms = (s->now - c->session_ns) / MS;
+  stat_observe_session(&s->stats, reason, dur_ms);
   LOG_INFO(&s->log, "Client disconnected",
            "node_id=%llu addr=%s reason=%s detail=\"%s\" duration_ms=%llu clients=%u",
            (unsigned long long)c->node_id, c->addr_str, stat_disc_name(reason), why ? why : "",
@@ -687,4 +733,30 @@ void relay_shutdown_all(srv *s) {
     else if (c->state == CS_HANDSHAKE)
       conn_close(c, PR_E_SHUTTING_DOWN, "server shutting down");
   }
+}
+
+/* ---- for cluster.c: the local sends, reused for cluster traffic -------- */
+
+void relay_reply(conn *c, uint32_t request_id, uint16_t status, const room *r) {
+  reply(c, request_id, status, r);
+}
+
+void relay_reply_list(conn *c, uint32_t request_id) {
+  reply_list(c, request_id);
+}
+
+void relay_presence(conn *from, room *r, uint64_t node, uint8_t change, uint64_t host) {
+  presence_to_members(from, r, node, change, host);
+}
+
+void relay_deliver(conn *to, evbuf *b, int reliable) {
+  deliver(to, b, reliable);
+}
+
+void relay_lobby_add(conn *c) {
+  lobby_add(c);
+}
+
+void relay_lobby_remove(conn *c) {
+  lobby_remove(c);
 }

@@ -327,3 +327,46 @@ int rooms_reply_add(pr_buf *b, pr_reply_state *st, const room *r) {
   return pr_reply_add_room(b, st, r->id, r->name, r->name_len, r->state, r->host, r->max_clients,
                            r->member_ids, r->count, &meta);
 }
+
+/* ---- cluster mirror ------------------------------------------------------ */
+
+room *rooms_adopt(rooms *rs, uint64_t id, const uint8_t *name, size_t name_len,
+                  uint32_t max_clients, const uint8_t *meta_raw, size_t meta_len) {
+  if (id == 0 || rooms_find(rs, id) != NULL || meta_raw == NULL || meta_len == 0)
+    return NULL;
+  room *r = calloc(1, sizeof(*r));
+  if (r == NULL)
+    return NULL;
+  r->max_clients = max_clients ? max_clients : 1;
+  r->name = malloc(name_len > 0 ? name_len : 1);
+  r->meta_raw = malloc(meta_len);
+  if (r->name == NULL || r->meta_raw == NULL) {
+    room_destroy(r);
+    return NULL;
+  }
+  if (name_len > 0)
+    memcpy(r->name, name, name_len);
+  r->name_len = name_len;
+  memcpy(r->meta_raw, meta_raw, meta_len);
+  r->meta_len = meta_len;
+  r->id = id;
+  r->state = PR_ROOM_WAITING;
+  link_room(rs, r);
+  return r;
+}
+
+int rooms_set_members(room *r, const uint64_t *ids, void *const *udata, uint32_t n) {
+  if (n > 0 && reserve_members(r, n) != 0)
+    return -1;
+  if (n > 0) {
+    memcpy(r->member_ids, ids, (size_t)n * sizeof(*ids));
+    memcpy(r->member_udata, udata, (size_t)n * sizeof(*udata));
+  }
+  r->count = n;
+  return 0;
+}
+
+void rooms_remove(rooms *rs, room *r) {
+  unlink_room(rs, r);
+  room_destroy(r);
+}

@@ -80,6 +80,24 @@ void rooms_set_udata(room *r, uint64_t node, void *udata);
 room *rooms_oldest(rooms *rs);
 room *rooms_newer(room *r);
 
+/* ---- cluster mirror (cluster.c) -------------------------------------------
+ * With clustering on, s->rooms mirrors the cluster's room directory: rooms
+ * are adopted with the id the directory gave them and their member list is
+ * replaced wholesale from each directory record. */
+
+/* Adds an empty room (no member, state Waiting, host 0) with the given id,
+ * outside the max_rooms limit.  NULL when out of memory or the id is 0 or
+ * already present. */
+room *rooms_adopt(rooms *rs, uint64_t id, const uint8_t *name, size_t name_len,
+                  uint32_t max_clients, const uint8_t *meta_raw, size_t meta_len);
+
+/* Replaces r's members with ids/udata[0, n) in that order.  Returns 0, or -1
+ * when out of memory (r unchanged). */
+int rooms_set_members(room *r, const uint64_t *ids, void *const *udata, uint32_t n);
+
+/* Removes r from the set and frees it, whatever its members. */
+void rooms_remove(rooms *rs, room *r);
+
 /* Appends r to a REPLY under construction (see pr_reply_add_room).
  * Returns 0, or -1 when it did not fit. */
 int rooms_reply_add(pr_buf *b, pr_reply_state *st, const room *r);

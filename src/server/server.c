@@ -30,6 +30,9 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "server/guard.h"
+#include "server/cluster.h"
+#include "server/metrics.h"
 #include "server/server_int.h"
 
 #ifndef UDP_SEGMENT
@@ -156,14 +159,29 @@ static int recv_stream_data_cb(ngtcp2_conn *q, uint32_t flags, int64_t sid, uint
 
 static int stream_open_cb(ngtcp2_conn *q, int64_t sid, void *ud) {
   conn *c = ud;
+  if (c->legacy) {
+    legacy_on_stream_open(c, sid); /* unidirectional streams only */
+    return 0;
+  }
   /* issun/1: exactly one stream, the client's first bidirectional one. */
   if (sid != 0) relay_fatal(c, PR_E_PROTOCOL, "only the session stream (0) may be opened");
+  return 0;
+}
+
+static int stream_reset_cb(ngtcp2_conn *q, int64_t sid, uint64_t final_size, uint64_t app_error,
+                           void *ud, void *sud) {
+  conn *c = ud;
+  if (c->legacy) legacy_on_stream_reset(c, sid);
   return 0;
 }
 
 static int stream_close_cb(ngtcp2_conn *q, uint32_t flags, int64_t sid, uint64_t app_error,
                            void *ud, void *sud) {
   conn *c = ud;
+  if (c->legacy) {
+    legacy_on_stream_close(c, sid);
+    return 0;
+  }
   if (sid == c->stream_id && c->state == CS_SESSION && !c->close_pending) {
     /* The peer reset its session stream: treat it as leaving. */
     conn_close(c, PR_E_NO_ERROR, "session stream closed");
@@ -175,6 +193,7 @@ static int acked_cb(ngtcp2_conn *q, int64_t sid, uint64_t off, uint64_t len, voi
                     void *sud) {
   conn *c = ud;
   txq *t = &c->tx;
+  if (c->legacy) return 0; /* one frame per stream: released when its stream closes */
   /* ngtcp2 reports acknowledged stream data in order; drop fully acked frames. */
   uint64_t left = len;
   t->inflight -= len < t->inflight ? len : t->inflight;
@@ -233,6 +252,7 @@ static const ngtcp2_callbacks server_callbacks = {
     .acked_stream_data_offset = acked_cb,
     .stream_open = stream_open_cb,
     .stream_close = stream_close_cb,
+    .stream_reset = stream_reset_cb,
     .rand = rand_cb,
     .get_new_connection_id = get_new_cid_cb,
     .remove_connection_id = remove_cid_cb,
@@ -269,6 +289,8 @@ void conn_mark_dirty(conn *c) {
   c->dirty = 1;
   c->dirty_next = c->s->dirty;
   c->s->dirty = c;
+  /* The flush window (ISSUN_FLUSH_US) starts with the first dirty connection. */
+  if (!c->s->flush_due) c->s->flush_due = c->s->now + (uint64_t)c->s->cfg.flush_us * 1000ull;
 }
 
 void conn_rearm(conn *c) {
@@ -292,11 +314,19 @@ void conn_rearm(conn *c) {
   heap_set(&c->s->timers, &c->timer, t);
 }
 
+/* Marks a connection for freeing at the end of the loop turn; the count
+ * lets the turn skip the scan over every connection when nothing died. */
+static void conn_set_dead(conn *c) {
+  if (c->state == CS_DEAD) return;
+  c->state = CS_DEAD;
+  c->s->ndead++;
+}
+
 static void conn_kill(conn *c) {
   if (c->state == CS_DEAD) return;
   relay_set_disc_reason(c, ST_DISC_PEER);
   relay_release(c, "connection dropped");
-  c->state = CS_DEAD;
+  conn_set_dead(c);
   heap_remove(&c->s->timers, &c->timer);
 }
 
@@ -333,10 +363,12 @@ static void conn_free(conn *c) {
   else
     s->all = c->all_next;
   if (c->all_next) c->all_next->all_prev = c->all_prev;
+  if (c->ip_counted) guard_conn_gone(s, (const struct sockaddr *)&c->remote);
   if (c->q) ngtcp2_conn_del(c->q);
   if (c->tls) gnutls_deinit(c->tls);
   txq_free(&c->tx);
   dgq_free(&c->dg);
+  legacy_free(c);
   free(c->rx);
   free(c->close_pkt);
   s->nconns--;
@@ -344,7 +376,8 @@ static void conn_free(conn *c) {
 }
 
 static conn *conn_new(srv *s, int fd, const ngtcp2_pkt_hd *hd, const struct sockaddr *local,
-                      socklen_t local_len, const struct sockaddr *remote, socklen_t remote_len) {
+                      socklen_t local_len, const struct sockaddr *remote, socklen_t remote_len,
+                      const guard_admit *ga) {
   conn *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->s = s;
@@ -374,7 +407,7 @@ static conn *conn_new(srv *s, int fd, const ngtcp2_pkt_hd *hd, const struct sock
   ngtcp2_settings_default(&settings);
   settings.initial_ts = s->now;
   settings.max_tx_udp_payload_size = SRV_MAX_PKT;
-  settings.handshake_timeout = 10ull * NGTCP2_SECONDS;
+  settings.handshake_timeout = (uint64_t)s->cfg.handshake_timeout_ms * NGTCP2_MILLISECONDS;
   settings.cc_algo = NGTCP2_CC_ALGO_CUBIC;
   settings.max_window = 4u << 20;
   settings.max_stream_window = 2u << 20;
@@ -382,7 +415,9 @@ static conn *conn_new(srv *s, int fd, const ngtcp2_pkt_hd *hd, const struct sock
   ngtcp2_transport_params params;
   ngtcp2_transport_params_default(&params);
   params.initial_max_streams_bidi = 2; /* a second one is refused with PROTOCOL_ERROR */
-  params.initial_max_streams_uni = 1;  /* likewise */
+  /* likewise; a legacy connection (unknown until ALPN) needs more, which
+   * issun/1 connections are given too but may not use. */
+  params.initial_max_streams_uni = legacy_allowed(s) ? SRV_LEGACY_STREAMS : 1;
   params.initial_max_stream_data_bidi_remote = 256 * 1024;
   params.initial_max_stream_data_uni = 16 * 1024;
   params.initial_max_data = 1024 * 1024;
@@ -390,6 +425,7 @@ static conn *conn_new(srv *s, int fd, const ngtcp2_pkt_hd *hd, const struct sock
   params.max_datagram_frame_size = 65535;
   params.active_connection_id_limit = 4;
   params.original_dcid = hd->dcid;
+  guard_apply(ga, hd, &settings, &params); /* after a Retry: original DCID, retry_scid, token */
   params.stateless_reset_token_present = 1;
   if (ngtcp2_crypto_generate_stateless_reset_token(params.stateless_reset_token, s->static_secret,
                                                    sizeof s->static_secret, &scid) != 0)
@@ -402,7 +438,7 @@ static conn *conn_new(srv *s, int fd, const ngtcp2_pkt_hd *hd, const struct sock
   if (ngtcp2_conn_server_new(&c->q, &hd->scid, &scid, &path, hd->version, &server_callbacks,
                              &settings, &params, NULL, c) != 0)
     goto fail;
-  if (iq_tls_server_session(s->tls, 0, &c->tls) != 0) goto fail;
+  if (iq_tls_server_session(s->tls, legacy_allowed(s), &c->tls) != 0) goto fail;
   c->conn_ref.get_conn = get_conn_cb;
   c->conn_ref.user_data = c;
   gnutls_session_set_ptr(c->tls, &c->conn_ref);
@@ -638,6 +674,9 @@ static void conn_write(srv *s, txbatch *b, conn *c) {
       }
       if (nw == NGTCP2_ERR_WRITE_MORE) continue;
       if (nw == NGTCP2_ERR_INVALID_ARGUMENT || nw == NGTCP2_ERR_INVALID_STATE) continue;
+    } else if (c->legacy) {
+      nw = legacy_write(c, &ps.path, &pi, dst, pktcap, &stream_blocked, s->now);
+      if (nw == NGTCP2_ERR_WRITE_MORE) continue;
     } else {
       ngtcp2_vec vec[16];
       size_t nv = 0;
@@ -707,7 +746,12 @@ static void conn_write(srv *s, txbatch *b, conn *c) {
     batch_add(s, b, c, &first_path, start, total, npkts > 1 ? seg : 0);
     b->used = start + total;
   }
-  if (c->q && c->state != CS_DEAD) ngtcp2_conn_update_pkt_tx_time(c->q, s->now);
+  /* Pacing only matters while something is left to send.  With the queue
+   * drained, ngtcp2's next-send instant would just wake the loop for an
+   * empty write on every connection that wrote (ngtcp2_conn_get_expiry
+   * includes it): that doubled the timer turns in the room workload. */
+  if (c->q && c->state != CS_DEAD && (more || stream_blocked || c->tx.unsent > 0 || c->dg.len > 0))
+    ngtcp2_conn_update_pkt_tx_time(c->q, s->now);
 
   if (c->close_pending && c->state < CS_CLOSING && c->close_app && c->tx.unsent > 0 &&
       !stream_blocked && s->now < c->close_flush_deadline) {
@@ -748,7 +792,7 @@ static void conn_write(srv *s, txbatch *b, conn *c) {
       batch_add(s, b, c, p, b->used, (size_t)nw, 0);
       b->used += (size_t)nw;
     } else {
-      c->state = CS_DEAD;
+      conn_set_dead(c);
     }
     more = 0;
   }
@@ -780,18 +824,32 @@ static void handle_packet(srv *s, int fd, const struct sockaddr *local, socklen_
   s->stats.packets_received++;
   int rv = ngtcp2_pkt_decode_version_cid(&vc, data, len, SRV_SCID_LEN);
   if (rv == NGTCP2_ERR_VERSION_NEGOTIATION) {
-    if (!s->stopping) send_version_negotiation(s, fd, &vc, remote, remote_len);
+    /* Only for a datagram as large as a client's first Initial (RFC 9000 14.1). */
+    if (!s->stopping && len >= NGTCP2_MAX_UDP_PAYLOAD_SIZE)
+      send_version_negotiation(s, fd, &vc, remote, remote_len);
     return;
   }
-  if (rv != 0) return;
+  if (rv != 0) {
+    s->stats.limits[ST_LIM_BAD_PACKET]++;
+    return;
+  }
 
   conn *c = cid_lookup(s, vc.dcid, vc.dcidlen);
   if (!c) {
     if (s->stopping) return;
     ngtcp2_pkt_hd hd;
-    if (ngtcp2_accept(&hd, data, len) != 0) return; /* not an acceptable Initial */
-    c = conn_new(s, fd, &hd, local, local_len, remote, remote_len);
-    if (!c) return;
+    if (ngtcp2_accept(&hd, data, len) != 0) { /* not an acceptable Initial */
+      s->stats.limits[ST_LIM_BAD_PACKET]++;
+      return;
+    }
+    guard_admit ga; /* per-address limits and Retry, before any TLS work */
+    if (guard_on_initial(s, fd, &hd, local, local_len, remote, remote_len, &ga) != 0) return;
+    c = conn_new(s, fd, &hd, local, local_len, remote, remote_len, &ga);
+    if (!c) {
+      guard_conn_gone(s, remote);
+      return;
+    }
+    c->ip_counted = 1;
   }
   if (c->state == CS_DEAD) return;
   if (c->state == CS_CLOSING) {
@@ -818,7 +876,7 @@ static void handle_packet(srv *s, int fd, const struct sockaddr *local, socklen_
       /* The peer closed.  Its session ends now; nothing more to send. */
       relay_set_disc_reason(c, ST_DISC_PEER);
       relay_release(c, "closed by peer");
-      c->state = CS_DEAD;
+      conn_set_dead(c);
       break;
     case NGTCP2_ERR_DROP_CONN:
       conn_kill(c);
@@ -872,13 +930,20 @@ typedef struct rxbufs {
   struct iovec iov[RX_BATCH];
   struct sockaddr_storage from[RX_BATCH];
   uint8_t ctl[RX_BATCH][256];
+  struct sockaddr_storage bound[2]; /* each socket's bound address, asked once */
+  socklen_t bound_len[2];
 } rxbufs;
 
 static void read_socket(srv *s, rxbufs *rb, int fdi) {
   int fd = s->fds[fdi];
-  struct sockaddr_storage bound;
-  socklen_t bound_len = sizeof bound;
-  getsockname(fd, (struct sockaddr *)&bound, &bound_len);
+  /* The bound address never changes: ask once per srv_run, not per turn. */
+  if (!rb->bound_len[fdi]) {
+    rb->bound_len[fdi] = sizeof rb->bound[fdi];
+    if (getsockname(fd, (struct sockaddr *)&rb->bound[fdi], &rb->bound_len[fdi]) != 0)
+      rb->bound_len[fdi] = 0;
+  }
+  struct sockaddr_storage bound = rb->bound[fdi];
+  socklen_t bound_len = rb->bound_len[fdi];
   for (int rounds = 0; rounds < 64; rounds++) {
     for (int i = 0; i < RX_BATCH; i++) {
       rb->iov[i].iov_base = rb->data + (size_t)i * RX_BUF;
@@ -920,17 +985,19 @@ static void run_timers(srv *s) {
     conn *c = (conn *)((char *)hn - offsetof(conn, timer));
     heap_remove(&s->timers, hn);
     if (c->state == CS_CLOSING || c->state == CS_DRAINING) {
-      c->state = CS_DEAD;
+      conn_set_dead(c);
       continue;
     }
     if (ngtcp2_conn_get_expiry(c->q) <= s->now) {
       int rv = ngtcp2_conn_handle_expiry(c->q, s->now);
       if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
-        if (rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT || c->state == CS_HANDSHAKE)
+        if (rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT || c->state == CS_HANDSHAKE) {
           s->stats.handshakes[ST_HS_TLS_FAILED]++;
+          s->stats.limits[ST_LIM_HANDSHAKE_TIMEOUT]++;
+        }
         relay_set_disc_reason(c, rv == NGTCP2_ERR_IDLE_CLOSE ? ST_DISC_IDLE : PR_E_TIMEOUT);
         relay_release(c, rv == NGTCP2_ERR_IDLE_CLOSE ? "idle timeout" : "handshake timeout");
-        c->state = CS_DEAD;
+        conn_set_dead(c);
         continue;
       }
       if (rv != 0) {
@@ -941,6 +1008,13 @@ static void run_timers(srv *s) {
     relay_on_timer(c);
     conn_mark_dirty(c);
     conn_rearm(c);
+    /* A deadline that is still due (a close waiting for this turn's write
+     * pass, whose grace period ran out; a pacing instant only a write moves)
+     * is handled after the write pass, in the next turn.  Re-running it here,
+     * with s->now fixed, would spin forever: a client that stops reading
+     * could hang the relay that way. */
+    if (c->timer.idx != HEAP_NONE && c->timer.key <= s->now)
+      heap_set(&s->timers, &c->timer, s->now + 1);
   }
 }
 
@@ -948,7 +1022,11 @@ static void arm_timerfd(srv *s) {
   heap_node *hn = heap_min(&s->timers);
   uint64_t t = hn ? hn->key : 0;
   if (s->stopping && (t == 0 || t > s->stop_deadline)) t = s->stop_deadline;
+  if (s->dirty && s->flush_due && (t == 0 || s->flush_due < t)) t = s->flush_due;
   if (t == s->timer_armed) return;
+  /* An earlier deadline is still armed: let it fire (the turn then finds
+   * nothing due and re-arms) instead of a timerfd_settime every turn. */
+  if (s->timer_armed > s->now && (t == 0 || t > s->timer_armed)) return;
   s->timer_armed = t;
   struct itimerspec its = {0};
   if (t) {
@@ -1018,6 +1096,10 @@ int srv_new(srv **out, const srv_config *cfg, char *err, size_t errlen) {
   s->rooms = rooms_new(cfg->max_rooms, cfg->default_room_size, cfg->max_room_size, seed ^ 0x51ed);
   s->scratch = malloc(PR_HDR_LEN + (size_t)cfg->max_frame_payload);
   if (!s->rooms || !s->scratch) goto oom;
+  if (guard_init(s, err, errlen) != 0) {
+    srv_free(s);
+    return -1;
+  }
 
   int generated = 0;
   if (iq_tls_server_new(&s->tls, cfg->cert_path, cfg->key_path, !cfg->cert_path_set, &generated,
@@ -1069,6 +1151,14 @@ int srv_new(srv **out, const srv_config *cfg, char *err, size_t errlen) {
   epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->timerfd, &ev);
   ev.data.u32 = 101;
   epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->sigfd, &ev);
+  if (cfg->metrics_port && metrics_new(&s->metrics, s, s->epfd, err, errlen) != 0) {
+    srv_free(s);
+    return -1;
+  }
+  if (cfg->nats_url[0] && cluster_new(&s->cluster, s, s->epfd, err, errlen) != 0) {
+    srv_free(s);
+    return -1;
+  }
   *out = s;
   return 0;
 oom:
@@ -1098,7 +1188,7 @@ static void begin_shutdown(srv *s, const char *why) {
 }
 
 int srv_run(srv *s) {
-  rxbufs *rb = malloc(sizeof *rb);
+  rxbufs *rb = calloc(1, sizeof *rb);
   txbatch *tb = malloc(sizeof *tb);
   uint8_t *rxmem = malloc((size_t)RX_BATCH * RX_BUF);
   size_t arena_cap = 4u << 20;
@@ -1125,14 +1215,27 @@ int srv_run(srv *s) {
     getsockname(s->fds[0], (struct sockaddr *)&a, &l);
     addr_to_str((struct sockaddr *)&a, addr, sizeof addr);
   }
-  LOG_INFO(&s->log, "Relay server listening on", "addr=%s alpn=issun/1 gro=%d", addr, s->use_gro);
+  LOG_INFO(&s->log, "Relay server listening on", "addr=%s alpn=issun/1 legacy=%s gro=%d", addr,
+           legacy_allowed(s) ? "on" : "off", s->use_gro);
   LOG_INFO(&s->log, "Relay server started, waiting for connections...",
            "max_clients=%u heartbeat_ms=%u rooms=%s", s->cfg.max_clients, s->cfg.heartbeat_ms,
            s->cfg.enable_rooms ? "on" : "off");
 
   struct epoll_event evs[16];
   for (;;) {
-    int n = epoll_wait(s->epfd, evs, 16, -1);
+    int n;
+    if (s->dirty && s->flush_due > s->now && !s->stopping) {
+      /* A flush window is open (ISSUN_FLUSH_US): sleep it out instead of
+       * waking for every datagram, then take whatever is ready.  Reads,
+       * relaying and writes then run once per window, in batches. */
+      struct timespec ts = {(time_t)(s->flush_due / 1000000000ull),
+                            (long)(s->flush_due % 1000000000ull)};
+      while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+      }
+      n = epoll_wait(s->epfd, evs, 16, 0);
+    } else {
+      n = epoll_wait(s->epfd, evs, 16, -1);
+    }
     if (n < 0 && errno != EINTR) {
       LOG_ERROR(&s->log, "epoll_wait failed", "error=\"%s\"", strerror(errno));
       break;
@@ -1151,13 +1254,22 @@ int srv_run(srv *s) {
         struct signalfd_siginfo si;
         while (read(s->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
           begin_shutdown(s, si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+      } else if (id - METRICS_EPOLL_ID < METRICS_EPOLL_SPAN) {
+        metrics_on_epoll(s->metrics, id, evs[i].events);
+      } else if (id - CLUSTER_EPOLL_ID < CLUSTER_EPOLL_SPAN) {
+        cluster_on_epoll(s->cluster, id);
       }
     }
     run_timers(s);
 
-    /* Write pass: every dirty connection once. */
-    conn *d = s->dirty;
-    s->dirty = NULL;
+    /* Write pass: every dirty connection once (when the flush window,
+     * ISSUN_FLUSH_US, has passed: events for one recipient share packets). */
+    conn *d = NULL;
+    if (s->now >= s->flush_due || s->stopping) {
+      d = s->dirty;
+      s->dirty = NULL;
+      s->flush_due = 0;
+    }
     while (d) {
       conn *next = d->dirty_next;
       d->dirty = 0;
@@ -1167,20 +1279,32 @@ int srv_run(srv *s) {
     }
     if (tb->n) batch_flush(s, tb);
 
-    /* Free what ended this turn. */
-    for (conn *c = s->all, *next; c; c = next) {
-      next = c->all_next;
-      if (c->state == CS_DEAD && !c->dirty) conn_free(c);
+    /* Free what ended.  The scan over every connection runs only when one
+     * died (plus once a second as a safety net): scanning every turn was
+     * 6% of the loop's CPU at 500 connections and 9% at 5,000. */
+    if (s->ndead || s->stopping || s->now >= s->next_reap) {
+      s->next_reap = s->now + NGTCP2_SECONDS;
+      s->ndead = 0;
+      for (conn *c = s->all, *next; c; c = next) {
+        next = c->all_next;
+        if (c->state != CS_DEAD) continue;
+        if (c->dirty)
+          s->ndead++; /* freed on a later turn */
+        else
+          conn_free(c);
+      }
     }
 
     if (s->stopping) {
       int open = 0;
       for (conn *c = s->all; c; c = c->all_next)
         if (c->state < CS_CLOSING) open++;
-      if (open == 0 || s->now >= s->stop_deadline) break;
+      /* An HTTP request being answered (/health says 503) also holds the exit. */
+      if ((open == 0 && !metrics_busy(s->metrics)) || s->now >= s->stop_deadline) break;
     }
     arm_timerfd(s);
   }
+  guard_log_summary(s);
   LOG_INFO(&s->log, "Relay server stopped", "connections=%u", s->nconns);
   free(rb);
   free(tb);
@@ -1196,6 +1320,7 @@ void srv_free(srv *s) {
     c->takeover_victim = 1; /* no presence to anyone: everything goes */
     conn_free(c);
   }
+  cluster_free(s->cluster); /* says goodbye: the other relays clean up at once */
   u64map_free(&s->by_cid);
   u64map_free(&s->by_node);
   if (s->rooms) rooms_free(s->rooms);
@@ -1203,6 +1328,8 @@ void srv_free(srv *s) {
   free(s->scratch);
   heap_free(&s->timers);
   if (s->tls) iq_tls_server_free(s->tls);
+  metrics_free(s->metrics);
+  guard_free(s);
   for (int i = 0; i < 2; i++)
     if (s->fds[i] >= 0) close(s->fds[i]);
   if (s->epfd >= 0) close(s->epfd);

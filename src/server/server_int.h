@@ -112,6 +112,8 @@ typedef struct conn {
   int takeover_victim;    /* lost its session to a takeover: release nothing */
   int released;           /* relay_release ran */
   int disc_reason;        /* ST_DISC_* or a wire code, for logs and metrics */
+  int ip_counted;         /* admitted by guard_on_initial: release on free */
+  struct lg_conn *legacy; /* non-NULL: a legacy (no-ALPN) connection, see legacy.c */
 
   /* rate limit: token bucket in micro-tokens */
   tbucket rl;            /* events rate limit */
@@ -143,12 +145,18 @@ struct srv {
   srv_log log;
   srv_stats stats;
   iq_tls_server *tls;
+  struct metrics *metrics; /* the /metrics + /health endpoint, NULL when off */
+  struct guard *guard;     /* admission control and limits (guard.c) */
+  struct cluster *cluster; /* clustering over NATS (cluster.c), NULL when off */
 
   int fds[2];
   int nfds;
   int epfd, timerfd, sigfd;
   int use_gso, use_gro;
   uint64_t timer_armed; /* timerfd deadline currently set (0 = none) */
+  uint64_t flush_due;   /* flush window: no write pass before this (0 = nothing dirty) */
+  uint64_t next_reap;   /* next safety-net scan for dead connections */
+  uint32_t ndead;       /* connections marked CS_DEAD, not yet freed */
 
   uint8_t static_secret[32]; /* stateless reset tokens */
   uint64_t rng[2];            /* xorshift128+ for non-crypto choices */
@@ -187,10 +195,39 @@ void relay_on_timer(conn *c);
 void relay_release(conn *c, const char *why);
 void relay_set_disc_reason(conn *c, int reason);
 int relay_send_frame(conn *c, evbuf *b);
+/* ERROR {code, msg} then CONNECTION_CLOSE with the same code.  msg is kept
+ * as the close reason until the close is written: pass a string that lives
+ * at least as long as the connection (a literal), never a stack buffer. */
 void relay_fatal(conn *c, uint16_t code, const char *msg);
 void relay_shutdown_all(srv *s);
 void txq_free(txq *q);
 void dgq_free(dgq *q);
 uint64_t relay_next_deadline(const conn *c);
+/* relay.c, for cluster.c: the same sends the local paths use */
+void relay_reply(conn *c, uint32_t request_id, uint16_t status, const room *r);
+void relay_reply_list(conn *c, uint32_t request_id);
+void relay_presence(conn *from, room *r, uint64_t node, uint8_t change, uint64_t host);
+void relay_deliver(conn *to, evbuf *b, int reliable);
+void relay_lobby_add(conn *c);
+void relay_lobby_remove(conn *c);
+int txq_push(txq *q, evbuf *b);
+void lobby_add(conn *c);
+void relay_event_from_legacy(conn *c, const uint8_t *frame, size_t flen);
+
+/* legacy.c: connections without ALPN, issun's Rust QuicClientBackend
+ * (protocol.md section 9).  They get SRV_LEGACY_STREAMS unidirectional
+ * streams of credit, replenished one for each stream the relay has
+ * processed. */
+#define SRV_LEGACY_STREAMS 100
+int legacy_allowed(const srv *s);
+void legacy_on_handshake(conn *c);
+void legacy_on_stream_open(conn *c, int64_t stream_id);
+int legacy_on_stream(conn *c, int64_t stream_id, const uint8_t *data, size_t len, int fin);
+void legacy_on_stream_close(conn *c, int64_t stream_id);
+void legacy_on_stream_reset(conn *c, int64_t stream_id);
+int legacy_send_frame(conn *c, evbuf *b);
+ngtcp2_ssize legacy_write(conn *c, ngtcp2_path *path, ngtcp2_pkt_info *pi, uint8_t *dst,
+                          size_t cap, int *blocked, uint64_t ts);
+void legacy_free(conn *c);
 
 #endif

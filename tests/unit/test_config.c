@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -35,9 +36,26 @@ static const char *const all_vars[] = {
     "ISSUN_SLOW_CONSUMER_BYTES",
     "ISSUN_FLUSH_US",
     "ISSUN_METRICS_PORT",
+    "ISSUN_METRICS_ADDR",
     "ISSUN_LOG",
     "ISSUN_LOG_FORMAT",
     "RUST_LOG",
+    "ISSUN_AUTH_SECRET",
+    "ISSUN_AUTH_SECRET_FILE",
+    "ISSUN_AUTH_LEEWAY",
+    "ISSUN_MAX_CONNS_PER_IP",
+    "ISSUN_MAX_HANDSHAKES_PER_IP",
+    "ISSUN_RETRY",
+    "ISSUN_RETRY_THRESHOLD",
+    "ISSUN_HANDSHAKE_TIMEOUT",
+    "ISSUN_MAX_ROOM_NAME",
+    "ISSUN_MAX_ROOM_METADATA",
+    "ISSUN_NATS_URL",
+    "ISSUN_NATS_CREDS",
+    "ISSUN_NATS_CA",
+    "ISSUN_NATS_REPLICAS",
+    "ISSUN_CLUSTER_EXPIRY",
+    "ISSUN_ALLOW_LEGACY",
 };
 
 #define NVARS (sizeof(all_vars) / sizeof(all_vars[0]))
@@ -102,6 +120,7 @@ static void check_defaults(const srv_config *c) {
   assert_int_equal(c->slow_consumer_bytes, 1048576);
   assert_int_equal(c->flush_us, 0);
   assert_int_equal(c->metrics_port, 9090);
+  assert_string_equal(c->metrics_addr, "");
   assert_int_equal(c->log_level, LOG_LVL_INFO);
   assert_int_equal(c->log_format, LOG_FMT_TEXT);
 }
@@ -136,6 +155,7 @@ static void test_each_variable(void **state) {
   setenv("ISSUN_SLOW_CONSUMER_BYTES", "5000000000", 1);
   setenv("ISSUN_FLUSH_US", "250", 1);
   setenv("ISSUN_METRICS_PORT", "0", 1);
+  setenv("ISSUN_METRICS_ADDR", "127.0.0.1", 1);
   setenv("ISSUN_LOG", "debug", 1);
   setenv("ISSUN_LOG_FORMAT", "JSON", 1);
   assert_int_equal(load_env(&c, err, sizeof(err)), 0);
@@ -158,6 +178,7 @@ static void test_each_variable(void **state) {
   assert_true(c.slow_consumer_bytes == UINT64_C(5000000000));
   assert_int_equal(c.flush_us, 250);
   assert_int_equal(c.metrics_port, 0);
+  assert_string_equal(c.metrics_addr, "127.0.0.1");
   assert_int_equal(c.log_level, LOG_LVL_DEBUG);
   assert_int_equal(c.log_format, LOG_FMT_JSON);
 }
@@ -210,6 +231,8 @@ static void test_every_flag(void **state) {
                         "--flush-us",
                         "1000000",
                         "--metrics-port=65535",
+                        "--metrics-addr",
+                        "[::1]",
                         "--log",
                         "warn,issun_server=trace",
                         "--log-format",
@@ -236,6 +259,7 @@ static void test_every_flag(void **state) {
   assert_int_equal(c.slow_consumer_bytes, 17);
   assert_int_equal(c.flush_us, 1000000);
   assert_int_equal(c.metrics_port, 65535);
+  assert_string_equal(c.metrics_addr, "::1");
   assert_int_equal(c.log_level, LOG_LVL_TRACE);
   assert_int_equal(c.log_format, LOG_FMT_TEXT);
 }
@@ -346,6 +370,11 @@ static const struct bad bad_values[] = {
     {"ISSUN_FLUSH_US", "--flush-us", "1000001"},
     {"ISSUN_METRICS_PORT", "--metrics-port", "65536"},
     {"ISSUN_METRICS_PORT", "--metrics-port", "http"},
+    {"ISSUN_METRICS_ADDR", "--metrics-addr", "localhost"},
+    {"ISSUN_METRICS_ADDR", "--metrics-addr", "127.0.0.1:9090"},
+    {"ISSUN_METRICS_ADDR", "--metrics-addr", "1.2.3.4.5"},
+    {"ISSUN_METRICS_ADDR", "--metrics-addr", "[::1"},
+    {"ISSUN_METRICS_ADDR", "--metrics-addr", "[0.0.0.0]x"},
     /* durations */
     {"ISSUN_HEARTBEAT_INTERVAL", "--heartbeat", "0"},
     {"ISSUN_HEARTBEAT_INTERVAL", "--heartbeat", "0ms"},
@@ -700,6 +729,8 @@ static void test_help(void **state) {
       "ISSUN_FLUSH_US",
       "--metrics-port",
       "ISSUN_METRICS_PORT",
+      "--metrics-addr",
+      "ISSUN_METRICS_ADDR",
       "--log ",
       "ISSUN_LOG ",
       "RUST_LOG",
@@ -750,8 +781,271 @@ static void test_version(void **state) {
   free(out);
 }
 
+/* ---- security settings (docs/security.md) ------------------------------ */
+
+#define SECRET32 "0123456789abcdef0123456789abcdef"
+
+static void test_security_defaults(void **state) {
+  srv_config c;
+  char err[256];
+  assert_int_equal(load_env(&c, err, sizeof(err)), 0);
+  assert_int_equal(c.auth_enabled, 0);
+  assert_int_equal(c.auth_secret_len, 0);
+  assert_int_equal(c.auth_leeway_s, 30);
+  assert_int_equal(c.max_conns_per_ip, 256);
+  assert_int_equal(c.max_handshakes_per_ip, 100);
+  assert_int_equal(c.retry_mode, CFG_RETRY_AUTO);
+  assert_int_equal(c.retry_threshold, 500);
+  assert_int_equal(c.handshake_timeout_ms, 10000);
+  assert_int_equal(c.max_room_name, 128);
+  assert_int_equal(c.max_room_metadata, 4096);
+}
+
+static void test_security_env_and_flags(void **state) {
+  srv_config c;
+  char err[256];
+  setenv("ISSUN_AUTH_SECRET", SECRET32 "!", 1);
+  setenv("ISSUN_AUTH_LEEWAY", "0", 1);
+  setenv("ISSUN_MAX_CONNS_PER_IP", "0", 1);
+  setenv("ISSUN_MAX_HANDSHAKES_PER_IP", "7", 1);
+  setenv("ISSUN_RETRY", "Always", 1);
+  setenv("ISSUN_RETRY_THRESHOLD", "9", 1);
+  setenv("ISSUN_HANDSHAKE_TIMEOUT", "750ms", 1);
+  setenv("ISSUN_MAX_ROOM_NAME", "16", 1);
+  setenv("ISSUN_MAX_ROOM_METADATA", "100", 1);
+  assert_int_equal(load_env(&c, err, sizeof(err)), 0);
+  assert_int_equal(c.auth_enabled, 1);
+  assert_int_equal(c.auth_secret_len, 33);
+  assert_memory_equal(c.auth_secret, SECRET32 "!", 33);
+  assert_int_equal(c.auth_leeway_s, 0);
+  assert_int_equal(c.max_conns_per_ip, 0);
+  assert_int_equal(c.max_handshakes_per_ip, 7);
+  assert_int_equal(c.retry_mode, CFG_RETRY_ALWAYS);
+  assert_int_equal(c.retry_threshold, 9);
+  assert_int_equal(c.handshake_timeout_ms, 750);
+  assert_int_equal(c.max_room_name, 16);
+  assert_int_equal(c.max_room_metadata, 100);
+
+  clear_env(NULL);
+  const char *args[] = {"--auth-secret",        SECRET32,  "--auth-leeway=5",
+                        "--max-conns-per-ip",   "3",       "--max-handshakes-per-ip=0",
+                        "--retry",              "never",   "--retry-threshold=1000000",
+                        "--handshake-timeout",  "2s",      "--max-room-name=65536",
+                        "--max-room-metadata",  "8",       NULL};
+  assert_int_equal(load_args(&c, err, sizeof(err), args), 0);
+  assert_int_equal(c.auth_enabled, 1);
+  assert_int_equal(c.auth_secret_len, 32);
+  assert_int_equal(c.auth_leeway_s, 5);
+  assert_int_equal(c.max_conns_per_ip, 3);
+  assert_int_equal(c.max_handshakes_per_ip, 0);
+  assert_int_equal(c.retry_mode, CFG_RETRY_NEVER);
+  assert_int_equal(c.retry_threshold, 1000000);
+  assert_int_equal(c.handshake_timeout_ms, 2000);
+  assert_int_equal(c.max_room_name, 65536);
+  assert_int_equal(c.max_room_metadata, 8);
+}
+
+static void write_file(const char *path, const void *data, size_t n) {
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(data, 1, n, f), n);
+  fclose(f);
+}
+
+static void test_security_secret_file(void **state) {
+  srv_config c;
+  char err[256];
+  char path[] = "/tmp/issun-secret-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  /* one trailing newline (LF or CRLF) is not part of the secret */
+  write_file(path, SECRET32 "\r\n", 34);
+  setenv("ISSUN_AUTH_SECRET_FILE", path, 1);
+  assert_int_equal(load_env(&c, err, sizeof(err)), 0);
+  assert_int_equal(c.auth_enabled, 1);
+  assert_int_equal(c.auth_secret_len, 32);
+  assert_memory_equal(c.auth_secret, SECRET32, 32);
+  assert_string_equal(c.auth_secret_file, path);
+  /* binary secrets work */
+  uint8_t bin[40];
+  for (int i = 0; i < 40; i++) bin[i] = (uint8_t)(i * 7);
+  write_file(path, bin, sizeof bin);
+  assert_int_equal(load_env(&c, err, sizeof(err)), 0);
+  assert_int_equal(c.auth_secret_len, 40);
+  assert_memory_equal(c.auth_secret, bin, 40);
+  /* too short, even with the newline */
+  write_file(path, "short\n", 6);
+  assert_int_equal(load_env(&c, err, sizeof(err)), -1);
+  assert_err_mentions(err, "ISSUN_AUTH_SECRET_FILE", path);
+  /* too long */
+  char big[1100];
+  memset(big, 'x', sizeof big);
+  write_file(path, big, sizeof big);
+  assert_int_equal(load_env(&c, err, sizeof(err)), -1);
+  assert_err_mentions(err, "ISSUN_AUTH_SECRET_FILE", "1024");
+  unlink(path);
+  /* missing file, named with its path and the reason */
+  assert_int_equal(load_env(&c, err, sizeof(err)), -1);
+  assert_err_mentions(err, "ISSUN_AUTH_SECRET_FILE", "No such file");
+  /* the flag form */
+  unsetenv("ISSUN_AUTH_SECRET_FILE");
+  const char *args[] = {"--auth-secret-file", "/nonexistent/issun-secret", NULL};
+  assert_int_equal(load_args(&c, err, sizeof(err), args), -1);
+  assert_err_mentions(err, "--auth-secret-file", "/nonexistent/issun-secret");
+}
+
+static void test_security_bad_values(void **state) {
+  srv_config c;
+  char err[256];
+  static const struct {
+    const char *var, *val;
+  } bad[] = {
+      {"ISSUN_AUTH_SECRET", "too-short-secret"},
+      {"ISSUN_AUTH_LEEWAY", "3601"},
+      {"ISSUN_AUTH_LEEWAY", "-1"},
+      {"ISSUN_MAX_CONNS_PER_IP", "many"},
+      {"ISSUN_MAX_HANDSHAKES_PER_IP", "1000001"},
+      {"ISSUN_RETRY", "sometimes"},
+      {"ISSUN_RETRY_THRESHOLD", "0"},
+      {"ISSUN_HANDSHAKE_TIMEOUT", "0"},
+      {"ISSUN_HANDSHAKE_TIMEOUT", "10x"},
+      {"ISSUN_MAX_ROOM_NAME", "0"},
+      {"ISSUN_MAX_ROOM_METADATA", "7"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    clear_env(NULL);
+    setenv(bad[i].var, bad[i].val, 1);
+    assert_int_equal(load_env(&c, err, sizeof(err)), -1);
+    assert_err_mentions(err, bad[i].var, NULL);
+  }
+  /* the secret is never echoed back in an error */
+  clear_env(NULL);
+  setenv("ISSUN_AUTH_SECRET", "hunter2-is-short", 1);
+  assert_int_equal(load_env(&c, err, sizeof(err)), -1);
+  assert_null(strstr(err, "hunter2"));
+  /* both a secret and a secret file: refused, naming both */
+  clear_env(NULL);
+  setenv("ISSUN_AUTH_SECRET", SECRET32, 1);
+  write_file("/tmp/issun-secret-both", SECRET32, 32);
+  const char *args2[] = {"--auth-secret-file", "/tmp/issun-secret-both", NULL};
+  assert_int_equal(load_args(&c, err, sizeof(err), args2), -1);
+  assert_err_mentions(err, "ISSUN_AUTH_SECRET", "--auth-secret-file");
+  unlink("/tmp/issun-secret-both");
+}
+
+static void test_security_help(void **state) {
+  static const char *const expect[] = {
+      "--auth-secret ",        "ISSUN_AUTH_SECRET ",      "--auth-secret-file", "ISSUN_AUTH_SECRET_FILE",
+      "--auth-leeway",         "ISSUN_AUTH_LEEWAY",       "--max-conns-per-ip", "ISSUN_MAX_CONNS_PER_IP",
+      "--max-handshakes-per-ip", "ISSUN_MAX_HANDSHAKES_PER_IP", "--retry ",      "ISSUN_RETRY ",
+      "--retry-threshold",     "ISSUN_RETRY_THRESHOLD",   "--handshake-timeout", "ISSUN_HANDSHAKE_TIMEOUT",
+      "--max-room-name",       "ISSUN_MAX_ROOM_NAME",     "--max-room-metadata", "ISSUN_MAX_ROOM_METADATA",
+      "(default: auto)",       "(default: 256)",
+  };
+  int rv = 0;
+  const char *h[] = {"--help", NULL};
+  char *out = capture(h, &rv);
+  assert_int_equal(rv, 1);
+  for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
+    if (!strstr(out, expect[i])) {
+      print_error("--help lacks '%s'\n", expect[i]);
+      fail();
+    }
+  }
+  free(out);
+}
+
+/* Clustering settings (docs/clustering.md): off by default, env and flags,
+ * bad values named. */
+static void test_cluster_settings(void **state) {
+  srv_config c;
+  char err[256];
+  assert_int_equal(load_env(&c, err, sizeof(err)), 0);
+  assert_string_equal(c.nats_url, "");
+  assert_string_equal(c.nats_creds, "");
+  assert_string_equal(c.nats_ca, "");
+  assert_int_equal(c.nats_replicas, 1);
+  assert_int_equal(c.cluster_expiry_ms, 5000);
+
+  setenv("ISSUN_NATS_URL", "nats://127.0.0.1:4222,nats://127.0.0.1:4223", 1);
+  setenv("ISSUN_NATS_CREDS", "/etc/issun/relay.creds", 1);
+  setenv("ISSUN_NATS_CA", "/etc/issun/nats-ca.pem", 1);
+  setenv("ISSUN_NATS_REPLICAS", "3", 1);
+  setenv("ISSUN_CLUSTER_EXPIRY", "1500ms", 1);
+  assert_int_equal(load_env(&c, err, sizeof(err)), 0);
+  assert_string_equal(c.nats_url, "nats://127.0.0.1:4222,nats://127.0.0.1:4223");
+  assert_string_equal(c.nats_creds, "/etc/issun/relay.creds");
+  assert_string_equal(c.nats_ca, "/etc/issun/nats-ca.pem");
+  assert_int_equal(c.nats_replicas, 3);
+  assert_int_equal(c.cluster_expiry_ms, 1500);
+
+  clear_env(NULL);
+  const char *args[] = {"--nats-url", "tls://u:p@nats.example:4222", "--nats-replicas=5",
+                        "--cluster-expiry", "2s", NULL};
+  assert_int_equal(load_args(&c, err, sizeof(err), args), 0);
+  assert_string_equal(c.nats_url, "tls://u:p@nats.example:4222");
+  assert_int_equal(c.nats_replicas, 5);
+  assert_int_equal(c.cluster_expiry_ms, 2000);
+
+  setenv("ISSUN_NATS_REPLICAS", "6", 1);
+  assert_int_equal(load_env(&c, err, sizeof(err)), -1);
+  assert_err_mentions(err, "ISSUN_NATS_REPLICAS", "'6'");
+  clear_env(NULL);
+  setenv("ISSUN_CLUSTER_EXPIRY", "soon", 1);
+  assert_int_equal(load_env(&c, err, sizeof(err)), -1);
+  assert_err_mentions(err, "ISSUN_CLUSTER_EXPIRY", "'soon'");
+  clear_env(NULL);
+  const char *bad[] = {"--nats-replicas", "0", NULL};
+  assert_int_equal(load_args(&c, err, sizeof(err), bad), -1);
+  assert_err_mentions(err, "--nats-replicas", "'0'");
+}
+
+/* Legacy (no-ALPN) clients: on by default, env and flag, bad values named,
+ * in --help. */
+static void test_allow_legacy(void **state) {
+  srv_config c;
+  char err[256];
+  cfg_defaults(&c);
+  assert_int_equal(c.allow_legacy, 1);
+  setenv("ISSUN_ALLOW_LEGACY", "false", 1);
+  assert_int_equal(load_env(&c, err, sizeof(err)), 0);
+  assert_int_equal(c.allow_legacy, 0);
+  const char *on[] = {"--allow-legacy", "yes", NULL};
+  assert_int_equal(load_args(&c, err, sizeof(err), on), 0);
+  assert_int_equal(c.allow_legacy, 1);
+  unsetenv("ISSUN_ALLOW_LEGACY");
+  const char *off[] = {"--allow-legacy=off", NULL};
+  cfg_defaults(&c);
+  assert_int_equal(load_args(&c, err, sizeof(err), off), 0);
+  assert_int_equal(c.allow_legacy, 0);
+  setenv("ISSUN_ALLOW_LEGACY", "sometimes", 1);
+  cfg_defaults(&c);
+  assert_int_equal(load_env(&c, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "ISSUN_ALLOW_LEGACY"));
+  unsetenv("ISSUN_ALLOW_LEGACY");
+  const char *bad[] = {"--allow-legacy=2", NULL};
+  cfg_defaults(&c);
+  assert_int_equal(load_args(&c, err, sizeof(err), bad), -1);
+  assert_non_null(strstr(err, "--allow-legacy"));
+  int rv = 0;
+  const char *h[] = {"--help", NULL};
+  char *out = capture(h, &rv);
+  assert_int_equal(rv, 1);
+  assert_non_null(strstr(out, "--allow-legacy"));
+  assert_non_null(strstr(out, "ISSUN_ALLOW_LEGACY"));
+  free(out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup(test_cluster_settings, clear_env),
+      cmocka_unit_test_setup(test_allow_legacy, clear_env),
+      cmocka_unit_test_setup(test_security_defaults, clear_env),
+      cmocka_unit_test_setup(test_security_env_and_flags, clear_env),
+      cmocka_unit_test_setup(test_security_secret_file, clear_env),
+      cmocka_unit_test_setup(test_security_bad_values, clear_env),
+      cmocka_unit_test_setup(test_security_help, clear_env),
       cmocka_unit_test_setup(test_defaults, clear_env),
       cmocka_unit_test_setup(test_each_variable, clear_env),
       cmocka_unit_test_setup(test_key_alone_does_not_set_cert, clear_env),

@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -95,6 +98,10 @@ int it_server_start(it_server *s, const char *const *env) {
     if (p) {
       char *a = strstr(p, "addr=");
       char *colon = a ? strchr(a, ' ') : NULL;
+      if (!a && (a = strstr(p, "\"addr\":\"")) != NULL) { /* ISSUN_LOG_FORMAT=json */
+        a += 3;                                             /* value at a + 5, as above */
+        colon = strchr(a + 5, '"');
+      }
       if (a && colon) {
         /* addr=127.0.0.1:PORT or addr=[::1]:PORT */
         char addr[128] = {0};
@@ -107,6 +114,8 @@ int it_server_start(it_server *s, const char *const *env) {
       char *f = strstr(b, "sha256=");
       if (f) {
         sscanf(f + 7, "%127[0-9A-Fa-f:]", s->fpr);
+      } else if ((f = strstr(b, "\"sha256\":\"")) != NULL) {
+        sscanf(f + 10, "%127[0-9A-Fa-f:]", s->fpr);
       }
       free(b);
       if (s->port) return 0;
@@ -255,6 +264,7 @@ itc *itc_new(const it_server *s, const char *name, const itc_opts *o) {
   st.reconnect = o->reconnect;
   st.connect_timeout_ms = 5000;
   st.enable_datagrams = !o->no_datagrams;
+  st.token = o->token;
   if (o->offline_queue_events) st.offline_queue_events = o->offline_queue_events;
   if (o->insecure) {
     st.insecure = 1;
@@ -269,6 +279,7 @@ itc *itc_new(const it_server *s, const char *name, const itc_opts *o) {
                                .on_room_reply = on_reply,
                                .on_presence = on_presence,
                                .on_server_error = on_server_error};
+  cb.get_token = o->get_token;
   char err[256] = "";
   int rv = issun_client_new_ex(&t->c, &st, &cb, t, err, sizeof err);
   if (rv != 0) fail_msg("issun_client_new(%s): %s", name, err);
@@ -396,4 +407,24 @@ size_t it_event_frame(uint8_t *buf, size_t cap, uint64_t sender, uint64_t seq, u
   buf[3] = 0x01;
   le(buf + 4, n - 8, 4);
   return n;
+}
+
+uint16_t it_free_tcp_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t l = sizeof a;
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+      getsockname(fd, (struct sockaddr *)&a, &l) != 0)
+    fail_msg("it_free_tcp_port: %s", strerror(errno));
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+int it_tcp_accepts(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {
+      .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+  if (fd >= 0) close(fd);
+  return ok;
 }

@@ -100,6 +100,8 @@ typedef struct itc_opts {
   const char *ca_file, *pin; /* override verification */
   int insecure;
   size_t offline_queue_events; /* 0: the library's default */
+  const char *token; /* settings.token (authentication) */
+  const char *(*get_token)(issun_client *c, void *itc); /* callbacks.get_token; gets the itc */
 } itc_opts;
 
 /* Creates a client and connects it (blocking) unless opts->no_connect.
@@ -134,6 +136,12 @@ int it_wait_fn(int timeout_ms, int (*cond)(void *), void *arg, itc *const *cs, s
   })
 
 uint64_t it_now_ms(void);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago (for helper servers
+ * such as nats-server that cannot report the port they picked). */
+uint16_t it_free_tcp_port(void);
+/* 1 when something accepts TCP connections on 127.0.0.1:port. */
+int it_tcp_accepts(uint16_t port);
 
 /* Counting helpers. */
 size_t itc_count_type(const itc *t, const char *type);
