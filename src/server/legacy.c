@@ -117,30 +117,10 @@ void legacy_on_stream_open(conn *c, int64_t sid) {
     L->in[idx % NSLOTS].state = SLOT_OPEN;
 }
 
-/* Queues a whole stream's worth of bytes (takes the reference). */
-static int push(conn *c, evbuf *b) {
-  srv *s = c->s;
-  if (txq_push(&c->tx, b) != 0) {
-    evbuf_unref(b);
-    return -1;
-  }
-  conn_mark_dirty(c);
-  if (c->tx.unsent > s->cfg.slow_consumer_bytes) {
-    s->stats.dropped[ST_DROP_SLOW_CONSUMER]++;
-    relay_fatal(c, PR_E_SLOW_CONSUMER, "reliable backlog over the limit");
-    return -1;
-  }
-  return 0;
-}
-
-int legacy_send_frame(conn *c, evbuf *b) {
+int legacy_takes_frame(const evbuf *b) {
   /* Only events have a meaning to a legacy client: it decodes whatever
    * arrives as a RawNetworkEvent, and anything else would break it. */
-  if (b->len < PR_HDR_LEN || b->data[3] != PR_FT_EVENT) {
-    evbuf_unref(b);
-    return -1;
-  }
-  return push(c, b);
+  return b->len >= PR_HDR_LEN && b->data[3] == PR_FT_EVENT;
 }
 
 /* The handshake stream, processed: the session starts, or the connection
@@ -175,20 +155,14 @@ static int start_session(conn *c, const uint8_t *p, size_t n) {
     relay_fatal(c, PR_E_SERVER_FULL, "out of memory");
     return -1;
   }
-  c->node_id = id;
-  /* Never sent anywhere: no issun/1 HELLO can take a legacy session over. */
-  srv_random(s, c->resume, PR_RESUME_LEN);
   c->name[0] = 0;
-  c->state = CS_SESSION;
-  c->session_ns = s->now;
-  tb_init(&c->rl, s->cfg.max_events_per_sec, s->now);
-  s->stats.handshakes[ST_HS_OK]++;
+  relay_session_start(c, id);
   s->nsessions++;
   lobby_add(c); /* legacy sessions are in no room */
   LOG_INFO(&s->log, "Client connected", "node_id=%llu addr=%s legacy=1 clients=%u",
            (unsigned long long)id, c->addr_str, s->nsessions);
   lg_hello_encode(echo->data, id);
-  return push(c, echo);
+  return relay_enqueue(c, echo);
 }
 
 /* Processes the stream at next_in and every complete one after it. */

@@ -50,16 +50,27 @@ int txq_push(txq *q, evbuf *b) {
   return 0;
 }
 
-/* Queues a frame on the session stream without any limit check.  Takes the
- * caller's reference. */
-static int queue_raw(conn *c, evbuf *b) {
-  if (c->stream_id < 0 || c->close_pending || c->state >= CS_CLOSING || txq_push(&c->tx, b) != 0) {
+/* Appends a frame to a connection's send queue without any limit check:
+ * the session stream's bytes, or for a legacy connection its next
+ * unidirectional stream.  Takes the caller's reference. */
+int relay_enqueue(conn *c, evbuf *b) {
+  if (c->close_pending || c->state >= CS_CLOSING || txq_push(&c->tx, b) != 0) {
     evbuf_unref(b);
     return -1;
   }
   c->last_tx_stream = c->s->now;
   conn_mark_dirty(c);
   return 0;
+}
+
+/* Queues a control frame on the session stream; a legacy connection has
+ * none (its client would read anything as an event), so it gets nothing. */
+static int queue_raw(conn *c, evbuf *b) {
+  if (c->stream_id < 0 || c->legacy) {
+    evbuf_unref(b);
+    return -1;
+  }
+  return relay_enqueue(c, b);
 }
 
 /* Queues a reliable frame for a live session, cutting off a recipient whose
@@ -69,8 +80,11 @@ int relay_send_frame(conn *c, evbuf *b) {
     evbuf_unref(b);
     return -1;
   }
-  if (c->legacy) return legacy_send_frame(c, b); /* one stream per event */
-  if (queue_raw(c, b) != 0) return -1;
+  if (c->legacy && !legacy_takes_frame(b)) {
+    evbuf_unref(b);
+    return -1;
+  }
+  if ((c->legacy ? relay_enqueue(c, b) : queue_raw(c, b)) != 0) return -1;
   if (c->tx.unsent > c->s->cfg.slow_consumer_bytes) {
     c->s->stats.dropped[ST_DROP_SLOW_CONSUMER]++;
     relay_fatal(c, PR_E_SLOW_CONSUMER, "reliable backlog over the limit");
@@ -405,6 +419,18 @@ static void srv_rnd(void *ctx, void *out, size_t n) {
   srv_random(ctx, out, n);
 }
 
+/* What every session start shares (issun/1 HELLO or legacy handshake),
+ * once its NodeId is registered in by_node. */
+void relay_session_start(conn *c, uint64_t id) {
+  srv *s = c->s;
+  c->node_id = id;
+  srv_random(s, c->resume, PR_RESUME_LEN); /* legacy: never sent, so never taken over */
+  c->state = CS_SESSION;
+  c->session_ns = s->now;
+  tb_init(&c->rl, s->cfg.max_events_per_sec, s->now);
+  s->stats.handshakes[ST_HS_OK]++;
+}
+
 static int secret_eq(const uint8_t *a, const uint8_t *b) {
   uint8_t d = 0;
   for (size_t i = 0; i < PR_RESUME_LEN; i++) d |= (uint8_t)(a[i] ^ b[i]);
@@ -462,14 +488,9 @@ static void on_hello(conn *c, const uint8_t *p, size_t n) {
     relay_fatal(c, PR_E_SERVER_FULL, "out of memory");
     return;
   }
-  c->node_id = id;
-  srv_random(s, c->resume, PR_RESUME_LEN);
   memcpy(c->name, h.name.ptr, h.name.len);
   c->name[h.name.len] = 0;
-  c->state = CS_SESSION;
-  c->session_ns = s->now;
-  tb_init(&c->rl, s->cfg.max_events_per_sec, s->now);
-  s->stats.handshakes[ST_HS_OK]++;
+  relay_session_start(c, id);
 
   if (old) {
     /* Takeover: the new connection inherits the session, silently. */

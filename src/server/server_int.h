@@ -195,6 +195,8 @@ void relay_on_timer(conn *c);
 void relay_release(conn *c, const char *why);
 void relay_set_disc_reason(conn *c, int reason);
 int relay_send_frame(conn *c, evbuf *b);
+int relay_enqueue(conn *c, evbuf *b);
+void relay_session_start(conn *c, uint64_t node_id);
 /* ERROR {code, msg} then CONNECTION_CLOSE with the same code.  msg is kept
  * as the close reason until the close is written: pass a string that lives
  * at least as long as the connection (a literal), never a stack buffer. */
@@ -225,7 +227,8 @@ void legacy_on_stream_open(conn *c, int64_t stream_id);
 int legacy_on_stream(conn *c, int64_t stream_id, const uint8_t *data, size_t len, int fin);
 void legacy_on_stream_close(conn *c, int64_t stream_id);
 void legacy_on_stream_reset(conn *c, int64_t stream_id);
-int legacy_send_frame(conn *c, evbuf *b);
+/* 1 when a frame may go to a legacy client (EVENTs only). */
+int legacy_takes_frame(const evbuf *b);
 ngtcp2_ssize legacy_write(conn *c, ngtcp2_path *path, ngtcp2_pkt_info *pi, uint8_t *dst,
                           size_t cap, int *blocked, uint64_t ts);
 void legacy_free(conn *c);

@@ -389,12 +389,10 @@ static void test_frame_size_and_type_name(void **state) {
 
 static uint16_t create(itc *t, const char *name, uint32_t maxc, const issun_kv *kv, size_t nkv,
                        uint64_t *room) {
-  uint32_t rid;
-  const issun_room_reply *r;
-  assert_int_equal(issun_client_room_create(t->c, name, maxc, kv, nkv, &rid), 0);
-  assert_int_equal(issun_client_room_wait(t->c, rid, 5000, &r), 0);
-  if (room && r->status == 0) *room = r->rooms[0].room_id;
-  return r->status;
+  it_room r;
+  int status = itc_room_create(t, name, maxc, kv, nkv, &r);
+  if (room && status == 0) *room = r.id;
+  return status;
 }
 
 static void test_room_limits(void **state) {
@@ -413,11 +411,8 @@ static void test_room_limits(void **state) {
   assert_int_equal(create(b, "solo", 1, NULL, 0, &r2), 0);
   /* rooms per server, members per room */
   assert_int_equal(create(c, "third", 0, NULL, 0, NULL), ISSUN_WIRE_TOO_MANY_ROOMS);
+  assert_int_equal(itc_room_join(c, r2, NULL), ISSUN_WIRE_ROOM_FULL);
   uint32_t rid;
-  const issun_room_reply *r;
-  assert_int_equal(issun_client_room_join(c->c, r2, &rid), 0);
-  assert_int_equal(issun_client_room_wait(c->c, rid, 5000, &r), 0);
-  assert_int_equal(r->status, ISSUN_WIRE_ROOM_FULL);
   /* over the name and metadata limits: the connection is closed */
   assert_int_equal(issun_client_room_create(d->c, "123456789", 0, NULL, 0, &rid), 0);
   assert_int_equal(issun_client_room_create(e->c, "m", 0, kv, 1, &rid), 0);

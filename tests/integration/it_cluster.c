@@ -159,72 +159,14 @@ static int group_teardown(void **state) {
   return rv;
 }
 
-typedef struct room_copy {
-  uint64_t id, host;
-  uint32_t max_clients;
-  int state;
-  size_t members;
-  uint64_t member[16];
-  size_t count;
-  uint64_t ids[32];
-} room_copy;
-
-static int finish(itc *t, int rv, uint32_t rid, room_copy *out) {
-  if (rv != 0)
-    fail_msg("request: %s", issun_strerror(rv));
-  const issun_room_reply *r = NULL;
-  rv = issun_client_room_wait(t->c, rid, 5000, &r);
-  if (rv != 0 || !r)
-    fail_msg("room_wait: %s (%s)", issun_strerror(rv), issun_client_last_error(t->c));
-  if (out) {
-    memset(out, 0, sizeof *out);
-    out->count = r->room_count;
-    for (size_t i = 0; i < r->room_count && i < 32; i++)
-      out->ids[i] = r->rooms[i].room_id;
-    if (r->room_count) {
-      const issun_room_info *ri = &r->rooms[0];
-      out->id = ri->room_id;
-      out->host = ri->host;
-      out->max_clients = ri->max_clients;
-      out->state = ri->state;
-      out->members = ri->member_count;
-      for (size_t i = 0; i < ri->member_count && i < 16; i++)
-        out->member[i] = ri->members[i];
-    }
-  }
-  return r->status;
-}
-
-static int create(itc *t, const char *name, uint32_t maxc, room_copy *out) {
-  uint32_t rid;
+static int create(itc *t, const char *name, uint32_t maxc, it_room *out) {
   issun_kv kv[] = {{"mode", "duel"}};
-  int rv = issun_client_room_create(t->c, name, maxc, kv, 1, &rid);
-  return finish(t, rv, rid, out);
-}
-
-static int join(itc *t, uint64_t room, room_copy *out) {
-  uint32_t rid;
-  int rv = issun_client_room_join(t->c, room, &rid);
-  return finish(t, rv, rid, out);
-}
-
-static int leave(itc *t) {
-  uint32_t rid;
-  int rv = issun_client_room_leave(t->c, &rid);
-  return finish(t, rv, rid, NULL);
-}
-
-static int start(itc *t, room_copy *out) {
-  uint32_t rid;
-  int rv = issun_client_room_start(t->c, &rid);
-  return finish(t, rv, rid, out);
+  return itc_room_create(t, name, maxc, kv, 1, out);
 }
 
 static int list_has(itc *t, uint64_t room) {
-  uint32_t rid;
-  room_copy l;
-  int rv = issun_client_room_list(t->c, &rid);
-  if (finish(t, rv, rid, &l) != 0)
+  it_room l;
+  if (itc_room_list(t, &l) != 0)
     return 0;
   for (size_t i = 0; i < l.count && i < 32; i++)
     if (l.ids[i] == room)
@@ -295,7 +237,7 @@ static void test_room_across_relays(void **state) {
   itc *a = itc_new(&ra, "a", NULL), *b = itc_new(&rb, "b", NULL), *c = itc_new(&ra, "c", NULL);
   uint64_t ida = issun_client_node_id(a->c), idb = issun_client_node_id(b->c),
            idc = issun_client_node_id(c->c);
-  room_copy r, j;
+  it_room r, j;
   assert_int_equal(create(a, "cross", 4, &r), 0);
   assert_int_equal(r.host, ida);
   assert_int_equal(r.max_clients, 4);
@@ -306,7 +248,7 @@ static void test_room_across_relays(void **state) {
     it_poll(20, (itc *const[]){a, b, c}, 3);
   assert_true(list_has(b, r.id));
 
-  assert_int_equal(join(b, r.id, &j), 0);
+  assert_int_equal(itc_room_join(b, r.id, &j), 0);
   assert_int_equal(j.members, 2);
   assert_int_equal(j.member[0], ida);
   assert_int_equal(j.member[1], idb);
@@ -314,7 +256,7 @@ static void test_room_across_relays(void **state) {
   assert_true(IT_WAIT(5000, count_pres(a, ISSUN_PRESENCE_JOIN, idb) == 1, a, b, c));
   assert_int_equal(b->npres, 0);
 
-  assert_int_equal(join(c, r.id, &j), 0);
+  assert_int_equal(itc_room_join(c, r.id, &j), 0);
   assert_int_equal(j.members, 3);
   assert_true(IT_WAIT(5000, count_pres(b, ISSUN_PRESENCE_JOIN, idc) == 1, a, b, c));
   assert_true(IT_WAIT(5000, count_pres(a, ISSUN_PRESENCE_JOIN, idc) == 1, a, b, c));
@@ -337,7 +279,7 @@ static void test_room_across_relays(void **state) {
 
   /* Host migration across relays: a (host, relay A) leaves; b, the longest
    * present (relay B), becomes host; both remaining members are told. */
-  assert_int_equal(leave(a), 0);
+  assert_int_equal(itc_room_leave(a), 0);
   assert_true(IT_WAIT(5000,
                       count_pres(b, ISSUN_PRESENCE_HOST, idb) == 1 &&
                           count_pres(c, ISSUN_PRESENCE_HOST, idb) == 1,
@@ -350,12 +292,12 @@ static void test_room_across_relays(void **state) {
 
   /* The new host starts the room from relay B; a join from relay A is then
    * refused with ROOM_NOT_WAITING (the directory is the truth). */
-  room_copy s;
-  assert_int_equal(start(c, NULL), ISSUN_WIRE_NOT_HOST);
-  assert_int_equal(start(b, &s), 0);
+  it_room s;
+  assert_int_equal(itc_room_start(c, NULL), ISSUN_WIRE_NOT_HOST);
+  assert_int_equal(itc_room_start(b, &s), 0);
   assert_int_equal(s.state, ISSUN_ROOM_IN_PROGRESS);
   assert_int_equal(s.host, idb);
-  assert_int_equal(join(a, r.id, NULL), ISSUN_WIRE_ROOM_NOT_WAITING);
+  assert_int_equal(itc_room_join(a, r.id, NULL), ISSUN_WIRE_ROOM_NOT_WAITING);
   itc_free(a);
   itc_free(b);
   itc_free(c);
@@ -416,7 +358,7 @@ static void test_lobby_targeted_and_node_ids(void **state) {
  * the statuses of that order. */
 static void test_pipelined_requests_reply_in_order(void **state) {
   itc *h = itc_new(&ra, "h", NULL), *p = itc_new(&rb, "p", NULL);
-  room_copy r;
+  it_room r;
   assert_int_equal(create(h, "pipeline", 4, &r), 0);
   uint32_t ids[7];
   size_t n0 = p->nreplies;
@@ -451,7 +393,7 @@ static void test_pipelined_requests_reply_in_order(void **state) {
  * the relay carries on. */
 static void test_pipelined_flood_is_bounded(void **state) {
   itc *h = itc_new(&ra, "h", NULL), *p = itc_new(&rb, "p", NULL);
-  room_copy r;
+  it_room r;
   assert_int_equal(create(h, "flood", 4, &r), 0);
   uint32_t id;
   assert_int_equal(issun_client_room_join(p->c, r.id, &id), 0);
@@ -461,13 +403,13 @@ static void test_pipelined_flood_is_bounded(void **state) {
   assert_int_equal(itc_close_code(p), ISSUN_WIRE_PROTOCOL_ERROR);
   /* the seat it may have won is given back: the room empties to one */
   itc *q = itc_new(&rb, "q", NULL);
-  room_copy j;
+  it_room j;
   uint64_t end = it_now_ms() + 5000;
   for (;;) {
-    assert_int_equal(join(q, r.id, &j), 0);
+    assert_int_equal(itc_room_join(q, r.id, &j), 0);
     if (j.members == 2 || it_now_ms() > end)
       break;
-    assert_int_equal(leave(q), 0);
+    assert_int_equal(itc_room_leave(q), 0);
     it_poll(50, (itc *const[]){h, q}, 2);
   }
   assert_int_equal(j.members, 2);
@@ -481,7 +423,7 @@ static void test_last_seat_race(void **state) {
             metric(metrics_b, "issun_cluster_kv_conflicts_total");
   for (int round = 0; round < 20; round++) {
     itc *h = itc_new(&ra, "h", NULL), *x = itc_new(&ra, "x", NULL), *y = itc_new(&rb, "y", NULL);
-    room_copy r;
+    it_room r;
     assert_int_equal(create(h, "two-seats", 2, &r), 0);
     /* Both relays know the room before the race starts. */
     uint64_t end = it_now_ms() + 5000;
@@ -500,7 +442,7 @@ static void test_last_seat_race(void **state) {
       fail_msg("round %d: the two joins got %d and %d", round, sx, sy);
     /* The directory agrees: exactly two members, seen from both relays. */
     itc *probe = itc_new(&rb, "probe", NULL);
-    assert_int_equal(join(probe, r.id, NULL), ISSUN_WIRE_ROOM_FULL);
+    assert_int_equal(itc_room_join(probe, r.id, NULL), ISSUN_WIRE_ROOM_FULL);
     assert_true(IT_WAIT(5000, h->npres == 1, h, x, y));
     itc_free(probe);
     itc_free(h);
@@ -518,13 +460,13 @@ static void test_killed_relay_expires(void **state) {
   assert_int_equal(relay_start(&rc, url_env, NULL), 0);
   itc *h = itc_new(&rc, "h", NULL), *a = itc_new(&ra, "a", NULL), *b = itc_new(&rb, "b", NULL);
   uint64_t idh = issun_client_node_id(h->c), ida = issun_client_node_id(a->c);
-  room_copy r;
+  it_room r;
   assert_int_equal(create(h, "doomed-host", 4, &r), 0);
   uint64_t end = it_now_ms() + 5000;
   while (!list_has(a, r.id) && it_now_ms() < end)
     it_poll(10, (itc *const[]){h, a, b}, 3);
-  assert_int_equal(join(a, r.id, NULL), 0);
-  assert_int_equal(join(b, r.id, NULL), 0);
+  assert_int_equal(itc_room_join(a, r.id, NULL), 0);
+  assert_int_equal(itc_room_join(b, r.id, NULL), 0);
   assert_true(IT_WAIT(5000, h->npres == 2, h, a, b));
 
   /* kill -9: no goodbye; the liveness key stops being refreshed. */
@@ -544,8 +486,8 @@ static void test_killed_relay_expires(void **state) {
   assert_int_equal(a->pres[lv].host, ida);
   /* The room lives on with a as host: the directory says so to a new joiner. */
   itc *late = itc_new(&rb, "late", NULL);
-  room_copy j;
-  assert_int_equal(join(late, r.id, &j), 0);
+  it_room j;
+  assert_int_equal(itc_room_join(late, r.id, &j), 0);
   assert_int_equal(j.host, ida);
   assert_int_equal(j.members, 3);
   itc_free(late);
@@ -560,12 +502,12 @@ static void test_graceful_stop_leaves_at_once(void **state) {
   assert_int_equal(relay_start(&rc, url_env, NULL), 0);
   itc *h = itc_new(&ra, "h", NULL), *g = itc_new(&rc, "g", NULL);
   uint64_t idg = issun_client_node_id(g->c);
-  room_copy r;
+  it_room r;
   assert_int_equal(create(h, "short-stay", 4, &r), 0);
   uint64_t end = it_now_ms() + 5000;
   while (!list_has(g, r.id) && it_now_ms() < end)
     it_poll(10, (itc *const[]){h, g}, 2);
-  assert_int_equal(join(g, r.id, NULL), 0);
+  assert_int_equal(itc_room_join(g, r.id, NULL), 0);
   assert_true(IT_WAIT(5000, count_pres(h, ISSUN_PRESENCE_JOIN, idg) == 1, h, g));
   uint64_t t0 = it_now_ms();
   assert_int_equal(it_server_signal(&rc, SIGTERM, 2000), 0); /* protocol section 11: within 2 s */
@@ -620,12 +562,12 @@ static void test_nats_cluster_node_loss(void **state) {
   assert_int_equal(relay_start(yp, env1, "ISSUN_NATS_REPLICAS=3"), 0);
   itc *a = itc_new(xp, "a", NULL), *b = itc_new(yp, "b", NULL);
   uint64_t ida = issun_client_node_id(a->c), idb = issun_client_node_id(b->c);
-  room_copy r;
+  it_room r;
   assert_int_equal(create(a, "replicated", 4, &r), 0);
   uint64_t end = it_now_ms() + 10000;
   while (!list_has(b, r.id) && it_now_ms() < end)
     it_poll(20, (itc *const[]){a, b}, 2);
-  assert_int_equal(join(b, r.id, NULL), 0);
+  assert_int_equal(itc_room_join(b, r.id, NULL), 0);
   send_n(a, "c::Before", 50, 0, ISSUN_SCOPE_BROADCAST);
   assert_true(IT_WAIT(5000, itc_count_type(b, "c::Before") == 50, a, b));
 
@@ -666,7 +608,7 @@ static void test_nats_cluster_node_loss(void **state) {
   itc *c = itc_new(yp, "c", NULL);
   int st = -1;
   end = it_now_ms() + 15000;
-  while (it_now_ms() < end && (st = join(c, r.id, NULL)) != 0)
+  while (it_now_ms() < end && (st = itc_room_join(c, r.id, NULL)) != 0)
     it_poll(250, (itc *const[]){a, b, c}, 3);
   assert_int_equal(st, 0);
   /* (the relays' directory consumers may have been on the lost node: they
@@ -729,13 +671,13 @@ static void test_nats_outage(void **state) {
   assert_int_equal(relay_start(yp, env_url, env_m2), 0);
   itc *a = itc_new(xp, "a", NULL), *b = itc_new(xp, "b", NULL), *c = itc_new(yp, "c", NULL);
   uint64_t ida = issun_client_node_id(a->c);
-  room_copy r;
+  it_room r;
   assert_int_equal(create(a, "outage", 8, &r), 0);
-  assert_int_equal(join(b, r.id, NULL), 0);
+  assert_int_equal(itc_room_join(b, r.id, NULL), 0);
   uint64_t end = it_now_ms() + 5000;
   while (!list_has(c, r.id) && it_now_ms() < end)
     it_poll(10, (itc *const[]){a, b, c}, 3);
-  assert_int_equal(join(c, r.id, NULL), 0);
+  assert_int_equal(itc_room_join(c, r.id, NULL), 0);
   assert_true(http_has(m1, "/health", "200 OK") && http_has(m1, "/metrics", "issun_cluster_up 1"));
 
   nats_stop(np, SIGKILL);
@@ -766,7 +708,7 @@ static void test_nats_outage(void **state) {
   assert_true(got);
   /* Room requests work again across relays. */
   itc *d = itc_new(yp, "d", NULL);
-  assert_int_equal(join(d, r.id, NULL), 0);
+  assert_int_equal(itc_room_join(d, r.id, NULL), 0);
   assert_true(IT_WAIT(5000, count_pres(a, ISSUN_PRESENCE_JOIN, issun_client_node_id(d->c)) == 1, a,
                       b, c, d));
   assert_int_equal(count_pres(a, ISSUN_PRESENCE_LEAVE, issun_client_node_id(c->c)), 0);

@@ -286,9 +286,7 @@ static void test_broadcast_lobby_and_rooms(void **state) {
   const char *env[] = {"ISSUN_MAX_EVENTS_PER_SEC=1000000", NULL};
   assert_int_equal(start(&srv, env), 0);
   itc *a = itc_new(&srv, "alice", NULL), *m = itc_new(&srv, "member", NULL);
-  uint32_t rid;
-  assert_int_equal(issun_client_room_create(m->c, "room", 0, NULL, 0, &rid), 0);
-  assert_int_equal(issun_client_room_wait(m->c, rid, 5000, NULL), 0);
+  assert_int_equal(itc_room_create(m, "room", 0, NULL, 0, NULL), 0);
   assert_true(issun_client_room_id(m->c) != 0);
   uint64_t ida = node_of(a), id1 = 501, id2 = 502;
   /* r2 listens: it expects r1's 300 broadcasts, and sees alice's as others. */

@@ -30,11 +30,7 @@ static void exchange(it_server *s, char *copy, size_t copylen) {
                                        "t", 1, NULL),
                      0);
   assert_true(IT_WAIT(5000, b->nev == NEVENTS, a, b));
-  uint32_t rid;
-  const issun_room_reply *r;
-  assert_int_equal(issun_client_room_create(a->c, "logs", 0, NULL, 0, &rid), 0);
-  assert_int_equal(issun_client_room_wait(a->c, rid, 5000, &r), 0);
-  assert_int_equal(r->status, 0);
+  assert_int_equal(itc_room_create(a, "logs", 0, NULL, 0, NULL), 0);
   itc_free(b);
   assert_true(IT_WAIT(5000, it_server_log_has(s, "Client disconnected"), a));
   assert_int_equal(it_server_signal(s, 15, 5000), 0);

@@ -25,80 +25,15 @@ static int teardown(void **state) {
   return it_server_stop(&srv) == 0 ? 0 : -1;
 }
 
-/* Runs one request to completion and returns its status; *info gets the
- * first room of the reply (copied fields) when there is one. */
-typedef struct room_copy {
-  uint64_t id, host;
-  uint32_t max_clients;
-  int state;
-  size_t members;
-  uint64_t member[16];
-  char name[64];
-  size_t nmeta;
-  size_t count; /* rooms in the reply */
-  uint64_t ids[16];
-} room_copy;
-
-static int finish(itc *t, int rv, uint32_t rid, room_copy *out) {
-  if (rv != 0) fail_msg("request: %s", issun_strerror(rv));
-  const issun_room_reply *r = NULL;
-  rv = issun_client_room_wait(t->c, rid, 5000, &r);
-  if (rv != 0 || !r) fail_msg("room_wait: %s (%s)", issun_strerror(rv), issun_client_last_error(t->c));
-  assert_int_equal(r->request_id, rid);
-  if (out) {
-    memset(out, 0, sizeof *out);
-    out->count = r->room_count;
-    for (size_t i = 0; i < r->room_count && i < 16; i++) out->ids[i] = r->rooms[i].room_id;
-    if (r->room_count) {
-      const issun_room_info *ri = &r->rooms[0];
-      out->id = ri->room_id;
-      out->host = ri->host;
-      out->max_clients = ri->max_clients;
-      out->state = ri->state;
-      out->members = ri->member_count;
-      for (size_t i = 0; i < ri->member_count && i < 16; i++) out->member[i] = ri->members[i];
-      snprintf(out->name, sizeof out->name, "%s", ri->name);
-      out->nmeta = ri->metadata_count;
-    }
-  }
-  return r->status;
-}
-
-static int create(itc *t, const char *name, uint32_t maxc, room_copy *out) {
-  uint32_t rid;
+static int create(itc *t, const char *name, uint32_t maxc, it_room *out) {
   issun_kv kv[] = {{"mode", "pong"}, {"map", "classic"}};
-  int rv = issun_client_room_create(t->c, name, maxc, kv, 2, &rid);
-  return finish(t, rv, rid, out);
-}
-
-static int join(itc *t, uint64_t room, room_copy *out) {
-  uint32_t rid;
-  int rv = issun_client_room_join(t->c, room, &rid);
-  return finish(t, rv, rid, out);
-}
-
-static int leave(itc *t) {
-  uint32_t rid;
-  int rv = issun_client_room_leave(t->c, &rid);
-  return finish(t, rv, rid, NULL);
-}
-
-static int start(itc *t, room_copy *out) {
-  uint32_t rid;
-  int rv = issun_client_room_start(t->c, &rid);
-  return finish(t, rv, rid, out);
-}
-
-static int list(itc *t, room_copy *out) {
-  uint32_t rid;
-  int rv = issun_client_room_list(t->c, &rid);
-  return finish(t, rv, rid, out);
+  return itc_room_create(t, name, maxc, kv, 2, out);
 }
 
 static void test_create_join_presence_and_scoped_broadcast(void **state) {
   itc *a = itc_new(&srv, "a", NULL), *b = itc_new(&srv, "b", NULL), *c = itc_new(&srv, "c", NULL);
   uint64_t ida = issun_client_node_id(a->c), idb = issun_client_node_id(b->c);
-  room_copy r;
+  it_room r;
   assert_int_equal(create(a, "lobby-1", 0, &r), 0);
   assert_int_equal(r.count, 1);
   assert_int_equal(r.host, ida);
@@ -108,8 +43,8 @@ static void test_create_join_presence_and_scoped_broadcast(void **state) {
   assert_int_equal(r.nmeta, 2);
   assert_int_equal(r.state, ISSUN_ROOM_WAITING);
 
-  room_copy j;
-  assert_int_equal(join(b, r.id, &j), 0);
+  it_room j;
+  assert_int_equal(itc_room_join(b, r.id, &j), 0);
   assert_int_equal(j.id, r.id);
   assert_int_equal(j.members, 2);
   assert_int_equal(j.member[0], ida); /* join order */
@@ -145,27 +80,27 @@ static void test_create_join_presence_and_scoped_broadcast(void **state) {
 
 static void test_status_codes(void **state) {
   itc *a = itc_new(&srv, "a", NULL), *b = itc_new(&srv, "b", NULL), *c = itc_new(&srv, "c", NULL);
-  room_copy r, x;
-  assert_int_equal(leave(c), ISSUN_WIRE_NOT_IN_ROOM);
-  assert_int_equal(start(c, NULL), ISSUN_WIRE_NOT_IN_ROOM);
-  assert_int_equal(join(c, 0x7777777777ull, &x), ISSUN_WIRE_ROOM_NOT_FOUND);
+  it_room r, x;
+  assert_int_equal(itc_room_leave(c), ISSUN_WIRE_NOT_IN_ROOM);
+  assert_int_equal(itc_room_start(c, NULL), ISSUN_WIRE_NOT_IN_ROOM);
+  assert_int_equal(itc_room_join(c, 0x7777777777ull, &x), ISSUN_WIRE_ROOM_NOT_FOUND);
   assert_int_equal(x.count, 0); /* refused: empty room list */
   assert_int_equal(create(a, "duel", 2, &r), 0);
   assert_int_equal(r.max_clients, 2);
   assert_int_equal(create(a, "again", 0, NULL), ISSUN_WIRE_ALREADY_IN_ROOM);
-  assert_int_equal(join(b, r.id, NULL), 0);
-  assert_int_equal(join(b, r.id, NULL), ISSUN_WIRE_ALREADY_IN_ROOM);
-  assert_int_equal(join(c, r.id, NULL), ISSUN_WIRE_ROOM_FULL);
-  assert_int_equal(start(b, NULL), ISSUN_WIRE_NOT_HOST);
-  room_copy s;
-  assert_int_equal(start(a, &s), 0);
+  assert_int_equal(itc_room_join(b, r.id, NULL), 0);
+  assert_int_equal(itc_room_join(b, r.id, NULL), ISSUN_WIRE_ALREADY_IN_ROOM);
+  assert_int_equal(itc_room_join(c, r.id, NULL), ISSUN_WIRE_ROOM_FULL);
+  assert_int_equal(itc_room_start(b, NULL), ISSUN_WIRE_NOT_HOST);
+  it_room s;
+  assert_int_equal(itc_room_start(a, &s), 0);
   assert_int_equal(s.state, ISSUN_ROOM_IN_PROGRESS);
-  assert_int_equal(start(a, NULL), ISSUN_WIRE_ROOM_NOT_WAITING);
+  assert_int_equal(itc_room_start(a, NULL), ISSUN_WIRE_ROOM_NOT_WAITING);
   /* full and started: ROOM_NOT_WAITING is checked before ROOM_FULL */
-  assert_int_equal(join(c, r.id, NULL), ISSUN_WIRE_ROOM_NOT_WAITING);
+  assert_int_equal(itc_room_join(c, r.id, NULL), ISSUN_WIRE_ROOM_NOT_WAITING);
   /* ALREADY_IN_ROOM is checked before ROOM_NOT_FOUND */
-  assert_int_equal(join(a, 0x7777777777ull, NULL), ISSUN_WIRE_ALREADY_IN_ROOM);
-  assert_int_equal(leave(b), 0);
+  assert_int_equal(itc_room_join(a, 0x7777777777ull, NULL), ISSUN_WIRE_ALREADY_IN_ROOM);
+  assert_int_equal(itc_room_leave(b), 0);
   assert_int_equal(issun_client_room_id(b->c), 0);
   itc_free(a);
   itc_free(b);
@@ -175,12 +110,12 @@ static void test_status_codes(void **state) {
 static void test_list_waiting_oldest_first(void **state) {
   itc *p = itc_new(&srv, "p", NULL), *q = itc_new(&srv, "q", NULL), *s = itc_new(&srv, "s", NULL);
   itc *viewer = itc_new(&srv, "v", NULL);
-  room_copy r1, r2, r3, l;
+  it_room r1, r2, r3, l;
   assert_int_equal(create(p, "first", 0, &r1), 0);
   assert_int_equal(create(q, "second", 0, &r2), 0);
   assert_int_equal(create(s, "third", 0, &r3), 0);
-  assert_int_equal(start(q, NULL), 0); /* no longer waiting */
-  assert_int_equal(list(viewer, &l), 0);
+  assert_int_equal(itc_room_start(q, NULL), 0); /* no longer waiting */
+  assert_int_equal(itc_room_list(viewer, &l), 0);
   assert_int_equal(l.count, 2);
   assert_int_equal(l.ids[0], r1.id);
   assert_int_equal(l.ids[1], r3.id);
@@ -201,15 +136,15 @@ static void test_host_migration_and_deletion(void **state) {
   itc *a = itc_new(&srv, "a", NULL), *b = itc_new(&srv, "b", NULL), *c = itc_new(&srv, "c", NULL);
   uint64_t ida = issun_client_node_id(a->c), idb = issun_client_node_id(b->c),
            idc = issun_client_node_id(c->c);
-  room_copy r;
+  it_room r;
   assert_int_equal(create(a, "mig", 0, &r), 0);
-  assert_int_equal(join(b, r.id, NULL), 0);
-  assert_int_equal(join(c, r.id, NULL), 0);
+  assert_int_equal(itc_room_join(b, r.id, NULL), 0);
+  assert_int_equal(itc_room_join(c, r.id, NULL), 0);
   assert_true(IT_WAIT(5000, count_pres(b, ISSUN_PRESENCE_JOIN, idc) == 1, a, b, c));
   size_t b0 = b->npres, c0 = c->npres;
 
   /* The host leaves: the longest-present member (b) becomes host. */
-  assert_int_equal(leave(a), 0);
+  assert_int_equal(itc_room_leave(a), 0);
   assert_true(IT_WAIT(5000, b->npres == b0 + 2 && c->npres == c0 + 2, a, b, c));
   for (int k = 0; k < 2; k++) {
     itc *t = k ? c : b;
@@ -228,8 +163,8 @@ static void test_host_migration_and_deletion(void **state) {
   assert_true(IT_WAIT(5000, count_pres(c, ISSUN_PRESENCE_HOST, idc) == 1, a, c));
   assert_int_equal(count_pres(c, ISSUN_PRESENCE_LEAVE, idb), 1);
   /* The last member leaves: the room is gone. */
-  assert_int_equal(leave(c), 0);
-  assert_int_equal(join(a, r.id, NULL), ISSUN_WIRE_ROOM_NOT_FOUND);
+  assert_int_equal(itc_room_leave(c), 0);
+  assert_int_equal(itc_room_join(a, r.id, NULL), ISSUN_WIRE_ROOM_NOT_FOUND);
   itc_free(a);
   itc_free(c);
 }
@@ -257,7 +192,7 @@ static void test_too_many_rooms(void **state) {
   for (int i = 0; i < 6; i++) cs[i] = itc_new(&srv, "r", NULL);
   for (int i = 0; i < 5; i++) assert_int_equal(create(cs[i], "n", 0, NULL), 0);
   assert_int_equal(create(cs[5], "n", 0, NULL), ISSUN_WIRE_TOO_MANY_ROOMS);
-  assert_int_equal(leave(cs[0]), 0); /* deleted: a slot is free again */
+  assert_int_equal(itc_room_leave(cs[0]), 0); /* deleted: a slot is free again */
   assert_int_equal(create(cs[5], "n", 0, NULL), 0);
   for (int i = 0; i < 6; i++) itc_free(cs[i]);
 }
@@ -268,10 +203,10 @@ static void test_rooms_disabled(void **state) {
   assert_int_equal(it_server_start(&off, env), 0);
   itc *a = itc_new(&off, "a", NULL);
   assert_int_equal(create(a, "x", 0, NULL), ISSUN_WIRE_ROOMS_DISABLED);
-  assert_int_equal(join(a, 1, NULL), ISSUN_WIRE_ROOMS_DISABLED);
-  assert_int_equal(list(a, NULL), ISSUN_WIRE_ROOMS_DISABLED);
-  assert_int_equal(leave(a), ISSUN_WIRE_ROOMS_DISABLED);
-  assert_int_equal(start(a, NULL), ISSUN_WIRE_ROOMS_DISABLED);
+  assert_int_equal(itc_room_join(a, 1, NULL), ISSUN_WIRE_ROOMS_DISABLED);
+  assert_int_equal(itc_room_list(a, NULL), ISSUN_WIRE_ROOMS_DISABLED);
+  assert_int_equal(itc_room_leave(a), ISSUN_WIRE_ROOMS_DISABLED);
+  assert_int_equal(itc_room_start(a, NULL), ISSUN_WIRE_ROOMS_DISABLED);
   itc_free(a);
   assert_int_equal(it_server_stop(&off), 0);
 }

@@ -27,20 +27,13 @@ static int teardown(void **state) {
 }
 
 static uint32_t join_room(itc *t, uint64_t room) {
-  uint32_t rid;
-  const issun_room_reply *r;
-  assert_int_equal(issun_client_room_join(t->c, room, &rid), 0);
-  assert_int_equal(issun_client_room_wait(t->c, rid, 5000, &r), 0);
-  return r->status;
+  return (uint32_t)itc_room_join(t, room, NULL);
 }
 
 static uint64_t make_room(itc *t) {
-  uint32_t rid;
-  const issun_room_reply *r;
-  assert_int_equal(issun_client_room_create(t->c, "s", 0, NULL, 0, &rid), 0);
-  assert_int_equal(issun_client_room_wait(t->c, rid, 5000, &r), 0);
-  assert_int_equal(r->status, 0);
-  return r->rooms[0].room_id;
+  it_room r;
+  assert_int_equal(itc_room_create(t, "s", 0, NULL, 0, &r), 0);
+  return r.id;
 }
 
 static void test_requested_and_duplicate_node_ids(void **state) {

@@ -19,16 +19,10 @@ frames=900 # 15 s of play at 60 ticks a second
 start_server
 step "server on port $port"
 
-"$pong" --server "127.0.0.1:$port" --pin "$pin" --name alice --room bots --bot --frames $frames \
-  --seed 11 >"$tmp/alice.json" 2>"$tmp/alice.err" &
-alice=$!
-started_pids+=("$alice")
+bot alice 11 bots $frames
 wait_for 15000 "alice waiting for a second player" grep -q "waiting for a second player" "$tmp/alice.err"
 
-"$pong" --server "127.0.0.1:$port" --pin "$pin" --name bob --room bots --bot --frames $frames \
-  --seed 22 >"$tmp/bob.json" 2>"$tmp/bob.err" &
-bob=$!
-started_pids+=("$bob")
+bot bob 22 bots $frames
 step "alice ($alice) and bob ($bob) playing"
 
 limit=$(( (frames / 60 + 45) * 1000 ))

@@ -70,3 +70,13 @@ stop_server() {
 # is_running PID
 is_running() { kill -0 "$1" 2>/dev/null; }
 not_running() { ! kill -0 "$1" 2>/dev/null; }
+
+# bot NAME SEED ROOM FRAMES [PORT]: starts a headless pong player in the
+# background, output in $tmp/NAME.json and $tmp/NAME.err, and sets the
+# variable NAME to its pid.  PORT defaults to the server's.
+bot() {
+  "$pong" --server "127.0.0.1:${5:-$port}" --pin "$pin" --name "$1" --room "$3" --bot \
+    --frames "$4" --seed "$2" >"$tmp/$1.json" 2>"$tmp/$1.err" &
+  started_pids+=("$!")
+  eval "$1=$!"
+}

@@ -19,15 +19,9 @@ start_server "${certs[@]}"
 step "server on port $port"
 frames=1500 # 25 s of play
 
-"$pong" --server "127.0.0.1:$port" --pin "$pin" --name alice --room re --bot --frames $frames \
-  --seed 5 >"$tmp/alice.json" 2>"$tmp/alice.err" &
-alice=$!
-started_pids+=("$alice")
+bot alice 5 re $frames
 wait_for 15000 "alice waiting" grep -q "waiting for a second player" "$tmp/alice.err"
-"$pong" --server "127.0.0.1:$port" --pin "$pin" --name bob --room re --bot --frames $frames \
-  --seed 6 >"$tmp/bob.json" 2>"$tmp/bob.err" &
-bob=$!
-started_pids+=("$bob")
+bot bob 6 re $frames
 wait_for 10000 "alice playing against bob" grep -q "playing against bob" "$tmp/alice.err"
 wait_for 10000 "bob playing against alice" grep -q "playing against alice" "$tmp/bob.err"
 wait_for 20000 "a point on bob's side" grep -q "score " "$tmp/bob.err"

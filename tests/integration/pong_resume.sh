@@ -22,15 +22,9 @@ wait_for 5000 "the proxy's port" test -s "$tmp/proxy.port"
 pport=$(cat "$tmp/proxy.port")
 
 frames=1200
-"$pong" --server "127.0.0.1:$port" --pin "$pin" --name alice --room resume --bot --frames $frames \
-  --seed 3 >"$tmp/alice.json" 2>"$tmp/alice.err" &
-alice=$!
-started_pids+=("$alice")
+bot alice 3 resume $frames
 wait_for 15000 "alice waiting" grep -q "waiting for a second player" "$tmp/alice.err"
-"$pong" --server "127.0.0.1:$pport" --pin "$pin" --name bob --room resume --bot --frames $frames \
-  --seed 4 >"$tmp/bob.json" 2>"$tmp/bob.err" &
-bob=$!
-started_pids+=("$bob")
+bot bob 4 resume $frames $pport
 wait_for 10000 "alice playing against bob" grep -q "playing against bob" "$tmp/alice.err"
 wait_for 10000 "bob playing against alice" grep -q "playing against alice" "$tmp/bob.err"
 step "playing (bob through the proxy on port $pport); cutting bob's connection"

@@ -18,12 +18,6 @@ start_server
 step "server on port $port"
 frames=900
 
-bot() { # bot NAME SEED [ROOM [FRAMES]]
-  "$pong" --server "127.0.0.1:$port" --pin "$pin" --name "$1" --room "${3:-rooms}" --bot \
-    --frames "${4:-$frames}" --seed "$2" >"$tmp/$1.json" 2>"$tmp/$1.err" &
-  started_pids+=("$!")
-  eval "$1=$!"
-}
 room_of() { sed -n 's/.* in room \([0-9]*\) .*/\1/p' "$tmp/$1.err" | head -n1; }
 
 bot xavier 8 race 120
@@ -42,15 +36,15 @@ how="one joined the other's room"
 grep -q "moved to room" "$tmp/xavier.err" "$tmp/yvonne.err" && how="one moved to the other's older room"
 step "two players started together met: $how"
 
-bot alice 1
+bot alice 1 rooms $frames
 wait_for 15000 "alice waiting" grep -q "waiting for a second player" "$tmp/alice.err"
-bot bob 2
+bot bob 2 rooms $frames
 wait_for 10000 "alice playing against bob" grep -q "playing against bob" "$tmp/alice.err"
 wait_for 10000 "bob playing against alice" grep -q "playing against alice" "$tmp/bob.err"
 r1=$(room_of alice)
 [ "$(room_of bob)" = "$r1" ] || fail "bob is not in alice's room $r1"
 
-bot carol 3
+bot carol 3 rooms $frames
 wait_for 15000 "carol waiting" grep -q "waiting for a second player" "$tmp/carol.err"
 r2=$(room_of carol)
 [ -n "$r2" ] && [ "$r2" != "$r1" ] || fail "carol should have opened a room of her own (R1 is full)"

@@ -428,3 +428,63 @@ int it_tcp_accepts(uint16_t port) {
   if (fd >= 0) close(fd);
   return ok;
 }
+
+/* ---- room requests ---------------------------------------------------- */
+
+static int room_finish(itc *t, int rv, uint32_t rid, it_room *out) {
+  if (rv != 0) fail_msg("%s: room request: %s", t->name, issun_strerror(rv));
+  const issun_room_reply *r = NULL;
+  rv = issun_client_room_wait(t->c, rid, 5000, &r);
+  if (rv != 0 || !r)
+    fail_msg("%s: room_wait: %s (%s)", t->name, issun_strerror(rv),
+             issun_client_last_error(t->c));
+  assert_int_equal(r->request_id, rid);
+  if (out) {
+    memset(out, 0, sizeof *out);
+    out->count = r->room_count;
+    for (size_t i = 0; i < r->room_count && i < 32; i++) out->ids[i] = r->rooms[i].room_id;
+    if (r->room_count) {
+      const issun_room_info *ri = &r->rooms[0];
+      out->id = ri->room_id;
+      out->host = ri->host;
+      out->max_clients = ri->max_clients;
+      out->state = ri->state;
+      out->members = ri->member_count;
+      for (size_t i = 0; i < ri->member_count && i < 16; i++) out->member[i] = ri->members[i];
+      snprintf(out->name, sizeof out->name, "%s", ri->name);
+      out->nmeta = ri->metadata_count;
+    }
+  }
+  return r->status;
+}
+
+int itc_room_create(itc *t, const char *name, uint32_t max_clients, const issun_kv *kv,
+                    size_t nkv, it_room *out) {
+  uint32_t rid = 0;
+  int rv = issun_client_room_create(t->c, name, max_clients, kv, nkv, &rid);
+  return room_finish(t, rv, rid, out);
+}
+
+int itc_room_join(itc *t, uint64_t room_id, it_room *out) {
+  uint32_t rid = 0;
+  int rv = issun_client_room_join(t->c, room_id, &rid);
+  return room_finish(t, rv, rid, out);
+}
+
+int itc_room_leave(itc *t) {
+  uint32_t rid = 0;
+  int rv = issun_client_room_leave(t->c, &rid);
+  return room_finish(t, rv, rid, NULL);
+}
+
+int itc_room_start(itc *t, it_room *out) {
+  uint32_t rid = 0;
+  int rv = issun_client_room_start(t->c, &rid);
+  return room_finish(t, rv, rid, out);
+}
+
+int itc_room_list(itc *t, it_room *out) {
+  uint32_t rid = 0;
+  int rv = issun_client_room_list(t->c, &rid);
+  return room_finish(t, rv, rid, out);
+}

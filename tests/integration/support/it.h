@@ -143,6 +143,32 @@ uint16_t it_free_tcp_port(void);
 /* 1 when something accepts TCP connections on 127.0.0.1:port. */
 int it_tcp_accepts(uint16_t port);
 
+/* ---- room requests ---------------------------------------------------- */
+
+/* The REPLY of a room request, copied: its room ids, and the first room's
+ * fields. */
+typedef struct it_room {
+  uint64_t id, host;
+  uint32_t max_clients;
+  int state;
+  size_t members;
+  uint64_t member[16];
+  char name[64];
+  size_t nmeta;
+  size_t count; /* rooms in the reply */
+  uint64_t ids[32];
+} it_room;
+
+/* Each sends one request, waits up to 5 s for its REPLY (failing the test
+ * when the request cannot be sent or no REPLY comes) and returns the REPLY's
+ * status; out (may be NULL) gets the copy. */
+int itc_room_create(itc *t, const char *name, uint32_t max_clients, const issun_kv *kv,
+                    size_t nkv, it_room *out);
+int itc_room_join(itc *t, uint64_t room_id, it_room *out);
+int itc_room_leave(itc *t);
+int itc_room_start(itc *t, it_room *out);
+int itc_room_list(itc *t, it_room *out);
+
 /* Counting helpers. */
 size_t itc_count_type(const itc *t, const char *type);
 size_t itc_count_raw(const itc *t, uint8_t type);
