@@ -1746,6 +1746,23 @@ int issun__open_stream(issun_client *c, int bidi, const void *data, size_t len, 
   return 0;
 }
 
+int issun__send_post_handshake_crypto(issun_client *c) {
+  /* ngtcp2 keeps the pointer until the data is acknowledged: static. */
+  static const uint8_t key_update[] = {0x18, 0x00, 0x00, 0x01, 0x00};
+  if (!c)
+    return ISSUN_ERR_INVALID_ARG;
+  if (c->in_ngtcp2)
+    return ISSUN_ERR_IN_CALLBACK;
+  if (!c->conn || !c->handshake_done)
+    return ic_fail(c, ISSUN_ERR_STATE, "post-handshake crypto: no handshaken connection");
+  int rv = ngtcp2_conn_submit_crypto_data(c->conn, NGTCP2_CRYPTO_LEVEL_APPLICATION, key_update,
+                                          sizeof key_update);
+  if (rv != 0)
+    return ic_fail(c, ISSUN_ERR_QUIC, "post-handshake crypto: %s", ngtcp2_strerror(rv));
+  c->dirty = 1;
+  return 0;
+}
+
 int issun__stop_reading(issun_client *c, int stop) {
   if (!c)
     return ISSUN_ERR_INVALID_ARG;

@@ -60,6 +60,11 @@ int issun__send_raw_datagram(issun_client *c, const void *data, size_t len);
 int issun__open_stream(issun_client *c, int bidi, const void *data, size_t len, int fin,
                        int64_t *stream_id);
 
+/* Sends a TLS KeyUpdate handshake message in a CRYPTO frame at the
+ * 1-RTT level, as no QUIC client may (RFC 9001, 6): what a hostile peer
+ * would send to poke at the server's TLS state after the handshake. */
+int issun__send_post_handshake_crypto(issun_client *c);
+
 /* stop 1: stop reading — received session-stream data is still processed,
  * but stream and connection flow-control credit is no longer extended, so
  * the server's backlog for this client grows.  stop 0: resume (and extend

@@ -271,9 +271,22 @@ static int extend_max_local_streams_bidi_cb(ngtcp2_conn *conn, uint64_t max_stre
   return 0;
 }
 
+/* TLS messages after the handshake (1-RTT CRYPTO data) are not given to
+ * GnuTLS: the library uses no session tickets, so a NewSessionTicket is of
+ * no use, and a KeyUpdate, which QUIC forbids, would make GnuTLS install
+ * keys under ngtcp2 and abort the process in an ngtcp2 assertion (seen with
+ * 0.12.1 on the server side).  Ignoring them keeps a hostile server from
+ * crashing the game. */
+static int recv_crypto_data_cb(ngtcp2_conn *conn, ngtcp2_crypto_level level, uint64_t off,
+                               const uint8_t *data, size_t len, void *user_data) {
+  if (level == NGTCP2_CRYPTO_LEVEL_APPLICATION)
+    return 0;
+  return ngtcp2_crypto_recv_crypto_data_cb(conn, level, off, data, len, user_data);
+}
+
 static const ngtcp2_callbacks conn_callbacks = {
     .client_initial = ngtcp2_crypto_client_initial_cb,
-    .recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
+    .recv_crypto_data = recv_crypto_data_cb,
     .handshake_completed = handshake_completed_cb,
     .encrypt = ngtcp2_crypto_encrypt_cb,
     .decrypt = ngtcp2_crypto_decrypt_cb,

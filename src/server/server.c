@@ -145,6 +145,20 @@ static int handshake_completed_cb(ngtcp2_conn *q, void *ud) {
   return 0;
 }
 
+/* A client has no TLS message to send after its Finished (RFC 9001, 6:
+ * KeyUpdate is forbidden; post-handshake authentication is not used), so
+ * 1-RTT CRYPTO data is a protocol violation.  It must never reach GnuTLS: a
+ * KeyUpdate there makes GnuTLS install keys under ngtcp2, which aborts the
+ * whole process on an assertion (ngtcp2 0.12.1, ngtcp2_conn_install_rx_key).
+ * It may arrive in the same datagram as the Finished, before conn_drop_tls
+ * has run, hence the level check and not only the session check. */
+static int recv_crypto_data_cb(ngtcp2_conn *q, ngtcp2_crypto_level level, uint64_t off,
+                               const uint8_t *data, size_t len, void *ud) {
+  conn *c = ud;
+  if (!c->tls || level == NGTCP2_CRYPTO_LEVEL_APPLICATION) return NGTCP2_ERR_PROTO;
+  return ngtcp2_crypto_recv_crypto_data_cb(q, level, off, data, len, ud);
+}
+
 static int recv_stream_data_cb(ngtcp2_conn *q, uint32_t flags, int64_t sid, uint64_t off,
                                const uint8_t *data, size_t len, void *ud, void *sud) {
   conn *c = ud;
@@ -243,7 +257,7 @@ static int remove_cid_cb(ngtcp2_conn *q, const ngtcp2_cid *cid, void *ud) {
 
 static const ngtcp2_callbacks server_callbacks = {
     .recv_client_initial = ngtcp2_crypto_recv_client_initial_cb,
-    .recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
+    .recv_crypto_data = recv_crypto_data_cb,
     .handshake_completed = handshake_completed_cb,
     .encrypt = ngtcp2_crypto_encrypt_cb,
     .decrypt = ngtcp2_crypto_decrypt_cb,
@@ -320,6 +334,17 @@ static void conn_set_dead(conn *c) {
   if (c->state == CS_DEAD) return;
   c->state = CS_DEAD;
   c->s->ndead++;
+}
+
+/* With the handshake complete, GnuTLS has nothing left to do: packet
+ * protection and key updates run on keys ngtcp2 holds, the handshake's
+ * CRYPTO data for retransmission is buffered by ngtcp2, and the relay read
+ * the ALPN in relay_on_handshake.  Freeing the session then saves about
+ * 14 KB per connection (the session, its handshake state and buffers). */
+static void conn_drop_tls(conn *c) {
+  ngtcp2_conn_set_tls_native_handle(c->q, NULL);
+  gnutls_deinit(c->tls);
+  c->tls = NULL;
 }
 
 static void conn_kill(conn *c) {
@@ -897,6 +922,8 @@ static void handle_packet(srv *s, int fd, const struct sockaddr *local, socklen_
       conn_close_liberr(c, rv);
       break;
     }
+  } else if (c->tls && ngtcp2_conn_get_handshake_completed(c->q)) {
+    conn_drop_tls(c);
   }
   if (c->state != CS_DEAD) conn_mark_dirty(c);
 }

@@ -248,6 +248,29 @@ static void test_second_bidi_stream(void **state) {
   itc_free(t);
 }
 
+/* After the handshake the server has freed its TLS session; a CRYPTO frame
+ * at the 1-RTT level must close that one connection with a QUIC
+ * PROTOCOL_VIOLATION, not reach the freed session. */
+static void test_crypto_after_handshake(void **state) {
+  (void)state;
+  itc *t = itc_new(&srv, "t", NULL);
+  assert_int_equal(issun__send_post_handshake_crypto(t->c), 0);
+  itc *a = itc_new(&srv, "bystander-a", NULL), *b = itc_new(&srv, "bystander-b", NULL);
+  uint64_t code = 0;
+  int app = 1;
+  assert_true(IT_WAIT(5000, issun__close_error(t->c, &code, &app) == 0, t, a, b));
+  assert_int_equal(app, 0);
+  assert_int_equal(code, 0x0a); /* PROTOCOL_VIOLATION */
+  assert_int_equal(kill(srv.pid, 0), 0);
+  assert_int_equal(issun_client_send(a->c, "bystander::Ping", ISSUN_SCOPE_TARGETED,
+                                     issun_client_node_id(b->c), ISSUN_RELIABLE, "ok", 2, NULL),
+                   0);
+  assert_true(IT_WAIT(5000, itc_count_type(b, "bystander::Ping") == 1, a, b));
+  itc_free(a);
+  itc_free(b);
+  itc_free(t);
+}
+
 static void test_datagram_two_frames(void **state) {
   (void)state;
   itc *t = itc_new(&srv, "t", NULL);
@@ -334,6 +357,7 @@ int main(void) {
       cmocka_unit_test(test_event_bad_scope),
       cmocka_unit_test(test_unidirectional_stream),
       cmocka_unit_test(test_second_bidi_stream),
+      cmocka_unit_test(test_crypto_after_handshake),
       cmocka_unit_test(test_datagram_two_frames),
       cmocka_unit_test(test_datagram_not_an_event),
       cmocka_unit_test(test_datagram_trailing_byte),
