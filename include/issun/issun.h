@@ -276,6 +276,14 @@ typedef struct issun_client_settings {
   uint32_t reconnect_min_ms;       /* first backoff delay; default 200 */
   uint32_t reconnect_max_ms;       /* backoff cap; default 10000 */
   uint32_t reconnect_max_attempts; /* 0 (default): unlimited */
+  /* How long a bare QUIC ACK may wait for a packet of ours to ride on, in
+   * ms: 0 = default (10), at most 20, -1 = send ACKs as soon as the QUIC
+   * stack would (every packet or two on a fast link).  After 10 packets
+   * received, or when a loss is being recovered, the ACK goes at once.
+   * Fewer ACK packets means less upstream traffic and less work for the
+   * relay; the price is that the relay notices a lost packet of its own up
+   * to this much later. */
+  int32_t ack_delay_ms;
 } issun_client_settings;
 
 /* Callbacks; any may be NULL.  All arguments are borrowed for the call. */
@@ -343,6 +351,8 @@ typedef struct issun_client_stats {
   uint64_t reconnects;      /* successful reconnects */
   uint64_t reconnect_attempts;
   uint64_t server_errors; /* ERROR frames received */
+  uint64_t packets_sent;     /* UDP datagrams sent (every connection attempt) */
+  uint64_t packets_received; /* UDP datagrams received */
 } issun_client_stats;
 
 /* Fills *s with the defaults above.  Returns 0 or ISSUN_ERR_INVALID_ARG. */

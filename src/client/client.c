@@ -35,6 +35,8 @@
 #define DEF_OFFLINE_BYTES (1024u * 1024u)
 #define DEF_RECONNECT_MIN_MS 200u
 #define DEF_RECONNECT_MAX_MS 10000u
+#define DEF_ACK_DELAY_MS 10
+#define MAX_ACK_DELAY_MS 20 /* below the 25 ms max_ack_delay we advertise */
 #define MIN_ADDR_TIMEOUT_MS 1000u
 
 static void process(issun_client *c);
@@ -116,6 +118,7 @@ ISSUN_API int issun_client_settings_default(issun_client_settings *s) {
   s->reconnect_min_ms = DEF_RECONNECT_MIN_MS;
   s->reconnect_max_ms = DEF_RECONNECT_MAX_MS;
   s->reconnect_max_attempts = 0;
+  s->ack_delay_ms = DEF_ACK_DELAY_MS;
   return 0;
 }
 
@@ -174,6 +177,11 @@ ISSUN_API int issun_client_new_ex(issun_client **out, const issun_client_setting
   if (s.reconnect_min_ms > s.reconnect_max_ms)
     return errout(err, errlen, ISSUN_ERR_INVALID_ARG,
                   "settings.reconnect_min_ms is above reconnect_max_ms");
+  if (s.ack_delay_ms == 0)
+    s.ack_delay_ms = DEF_ACK_DELAY_MS;
+  if (s.ack_delay_ms < -1 || s.ack_delay_ms > MAX_ACK_DELAY_MS)
+    return errout(err, errlen, ISSUN_ERR_INVALID_ARG,
+                  "settings.ack_delay_ms must be -1 (off), 0 (default) or 1..20");
   if (s.connect_timeout_ms > INT_MAX || s.idle_timeout_ms > INT_MAX ||
       s.heartbeat_ms > INT_MAX / 3 || s.reconnect_max_ms > INT_MAX)
     return errout(err, errlen, ISSUN_ERR_INVALID_ARG, "a timeout setting is too large");
@@ -183,6 +191,7 @@ ISSUN_API int issun_client_new_ex(issun_client **out, const issun_client_setting
     return errout(err, errlen, ISSUN_ERR_NOMEM, "out of memory");
   c->fd = -1;
   c->sid = -1;
+  c->ack_hold_ns = s.ack_delay_ms > 0 ? (uint64_t)s.ack_delay_ms * 1000000u : 0;
   c->last = -1;
   c->held = -1;
   int oom = 0;

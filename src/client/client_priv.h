@@ -25,6 +25,8 @@
 #define IC_TX_BATCH 16
 #define IC_PKT_CAP 1500
 #define IC_RX_BATCH 16
+/* ACK hold: at most this many packets read before an ACK goes (ic_conn_write). */
+#define IC_ACK_EVERY 10
 #define IC_RX_PKT_CAP 2048
 #define IC_CHUNK 65536
 #define IC_CHUNK_FREE_KEEP 4
@@ -119,6 +121,15 @@ struct issun_client {
   struct sockaddr_storage remote;
   socklen_t remote_len;
   ngtcp2_conn *conn;
+  /* ACK hold (settings.ack_delay_ms, see ic_conn_write): a write pass with
+   * nothing of ours to send waits until ack_hold_until, so that a bare ACK
+   * rides on our next packet instead of going alone. */
+  uint64_t ack_hold_ns;      /* 0: off */
+  int ack_hold;              /* a write is being held */
+  uint64_t ack_hold_until;   /* ns */
+  uint64_t seen_recovery_ts; /* congestion_recovery_start_ts at the last write */
+  int write_now;             /* a loss timer fired: write at once */
+  unsigned rx_since_write;   /* packets read since the last write */
   gnutls_session_t tls_sess;
   ngtcp2_crypto_conn_ref conn_ref;
   int handshake_done;

@@ -404,6 +404,14 @@ int ic_conn_open(issun_client *c) {
   c->credit_pending = 0;
   c->rx.len = 0;
   c->ntx = 0;
+  c->ack_hold = 0;
+  c->write_now = 0;
+  c->rx_since_write = 0;
+  {
+    ngtcp2_conn_stat st;
+    ngtcp2_conn_get_conn_stat(c->conn, &st);
+    c->seen_recovery_ts = st.congestion_recovery_start_ts;
+  }
   ic_sb_clear(c);
   return 0;
 }
@@ -614,6 +622,7 @@ int ic_conn_read(issun_client *c) {
       return ic_fail(c, ISSUN_ERR_SOCKET, "receiving from %s: %s", as, strerror(e));
     }
     uint64_t ts = ic_now_ns();
+    c->st.packets_received += (uint64_t)n;
     for (int i = 0; i < n; i++) {
       if (!c->conn)
         return 0;
@@ -630,6 +639,7 @@ int ic_conn_read(issun_client *c) {
       c->in_ngtcp2 = 0;
       if (rv != 0)
         return on_read_error(c, rv);
+      c->rx_since_write++;
     }
     if (n < IC_RX_BATCH)
       return 0;
@@ -643,6 +653,12 @@ uint64_t ic_conn_expiry_ms(issun_client *c) {
   if (!c->conn)
     return UINT64_MAX;
   ngtcp2_tstamp e = ngtcp2_conn_get_expiry(c->conn);
+  if (c->ack_hold) {
+    ngtcp2_conn_stat st;
+    ngtcp2_conn_get_conn_stat(c->conn, &st);
+    uint64_t u = e > c->ack_hold_until ? e : c->ack_hold_until;
+    e = u < st.loss_detection_timer ? u : st.loss_detection_timer;
+  }
   if (e == UINT64_MAX)
     return UINT64_MAX;
   return (e + 999999u) / 1000000u;
@@ -653,6 +669,12 @@ int ic_conn_timer(issun_client *c, uint64_t now_ns) {
     return 0;
   if (ngtcp2_conn_get_expiry(c->conn) > now_ns)
     return 0;
+  {
+    ngtcp2_conn_stat st;
+    ngtcp2_conn_get_conn_stat(c->conn, &st);
+    if (st.loss_detection_timer <= now_ns)
+      c->write_now = 1;
+  }
   c->in_ngtcp2 = 1;
   int rv = ngtcp2_conn_handle_expiry(c->conn, now_ns);
   c->in_ngtcp2 = 0;
@@ -706,6 +728,7 @@ static int tx_flush(issun_client *c) {
       return 0;
     }
     off += n;
+    c->st.packets_sent += (uint64_t)n;
   }
   c->ntx = 0;
   return 0;
@@ -744,6 +767,21 @@ static void dgq_compact(issun_client *c) {
   }
 }
 
+/* Nothing of ours to send: the session is up, no stream or datagram bytes
+ * wait, and fewer than IC_ACK_EVERY packets came in since the last write. */
+static int app_idle(const issun_client *c) {
+  if (!c->handshake_done || !c->acked || c->ntx > 0 || c->dgq_count > 0)
+    return 0;
+  if (c->rx_since_write >= IC_ACK_EVERY)
+    return 0;
+  if (c->sb.sent < c->sb.end || (c->fin_requested && !c->fin_sent))
+    return 0;
+  for (int i = 0; i < c->nextra; i++)
+    if (!c->extra[i].done)
+      return 0;
+  return 1;
+}
+
 int ic_conn_write(issun_client *c) {
   c->dirty = 0;
   if (!c->conn || c->fd < 0)
@@ -751,6 +789,32 @@ int ic_conn_write(issun_client *c) {
   if (ngtcp2_conn_is_in_closing_period(c->conn) || ngtcp2_conn_is_in_draining_period(c->conn))
     return 0;
   uint64_t ts = ic_now_ns();
+  /* ACK hold.  ngtcp2 0.12 acknowledges after min(max_ack_delay, srtt/8):
+   * on a fast link that is a bare ACK packet for nearly every packet the
+   * relay sends us, a third of all the packets it handles in a room game.
+   * When we have nothing of our own to send, the write (and with it the
+   * ACK) waits up to ack_hold_ns, so the ACK usually rides on our next
+   * event.  Never held: after IC_ACK_EVERY packets (bulk transfers keep
+   * their pace), when a loss timer fired (write_now, set in ic_conn_timer)
+   * or a loss was just detected (congestion_recovery_start_ts moved: the
+   * retransmission goes now).  ic_conn_expiry_ms wakes us at the end of
+   * the hold, before the peer's PTO (max_ack_delay 25 ms > hold). */
+  if (c->ack_hold_ns && !c->write_now && app_idle(c)) {
+    ngtcp2_conn_stat st;
+    ngtcp2_conn_get_conn_stat(c->conn, &st);
+    if (st.congestion_recovery_start_ts == c->seen_recovery_ts) {
+      if (!c->ack_hold) {
+        c->ack_hold = 1;
+        c->ack_hold_until = ts + c->ack_hold_ns;
+      }
+      if (ts < c->ack_hold_until)
+        return 0;
+    }
+    c->seen_recovery_ts = st.congestion_recovery_start_ts;
+  }
+  c->ack_hold = 0;
+  c->write_now = 0;
+  c->rx_since_write = 0;
   size_t destlen = ngtcp2_conn_get_max_tx_udp_payload_size(c->conn);
   if (destlen > IC_PKT_CAP)
     destlen = IC_PKT_CAP;

@@ -200,11 +200,52 @@ static void test_server_restart_keeps_node_id(void **state) {
   assert_int_equal(it_server_stop(&s2), 0);
 }
 
+static uint64_t packets_sent(const itc *t) {
+  issun_client_stats st;
+  if (issun_client_stats_get(t->c, &st) != 0) return 0;
+  return st.packets_sent;
+}
+
+/* settings.ack_delay_ms: a client that only receives (events 4 ms apart,
+ * each in a packet of its own) sends an ACK at most every 20 ms or every
+ * 10 packets, not one per packet as the QUIC stack would on loopback (its
+ * delay is srtt/8, microseconds here); nothing is delivered later for it. */
+static void test_ack_delay_bounds_acks(void **state) {
+  (void)state;
+  itc *a = itc_new(&srv, "a", NULL);
+  itc *b = itc_new(&srv, "b", &(itc_opts){.ack_delay_ms = 20});
+  uint64_t idb = issun_client_node_id(b->c);
+  itc *const both[] = {a, b};
+  it_poll(50, both, 2); /* let the connect's own packets settle */
+  uint64_t b0 = packets_sent(b), r0 = received(b);
+  uint64_t t0 = it_now_ms();
+  for (int i = 0; i < 50; i++) {
+    assert_int_equal(issun_client_send(a->c, "ack::Tick", ISSUN_SCOPE_TARGETED, idb,
+                                       ISSUN_RELIABLE, "t", 1, NULL),
+                     0);
+    uint64_t next = t0 + 4u * (uint64_t)(i + 1);
+    while (it_now_ms() < next) it_poll(1, both, 2);
+  }
+  assert_true(IT_WAIT(5000, received(b) - r0 == 50, a, b));
+  uint64_t ms = it_now_ms() - t0;
+  uint64_t sent = packets_sent(b) - b0;
+  /* by time: one per 20 ms; by count: one per 10 packets; +3 for a
+   * heartbeat and rounding at both ends */
+  uint64_t bound = ms / 20 + 50 / 10 + 3;
+  print_message("b: %llu packets sent for 50 received in %llu ms (bound %llu)\n",
+                (unsigned long long)sent, (unsigned long long)ms, (unsigned long long)bound);
+  assert_true(sent >= 1);
+  assert_true(sent <= bound);
+  itc_free(a);
+  itc_free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bus_end_to_end),
       cmocka_unit_test(test_events_queued_while_disconnected),
       cmocka_unit_test(test_server_restart_keeps_node_id),
+      cmocka_unit_test(test_ack_delay_bounds_acks),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

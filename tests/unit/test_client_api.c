@@ -124,6 +124,18 @@ static void test_settings_and_new_validation(void **state) {
   issun_client_settings_default(&s);
   s.enable_datagrams = 7;
   assert_int_equal(issun_client_new(&c, &s, NULL, NULL), ISSUN_ERR_INVALID_ARG);
+  issun_client_settings_default(&s);
+  assert_int_equal(s.ack_delay_ms, 10);
+  s.ack_delay_ms = 21; /* must stay below the 25 ms max_ack_delay advertised */
+  assert_int_equal(issun_client_new(&c, &s, NULL, NULL), ISSUN_ERR_INVALID_ARG);
+  s.ack_delay_ms = -2;
+  assert_int_equal(issun_client_new(&c, &s, NULL, NULL), ISSUN_ERR_INVALID_ARG);
+  s.insecure = 1;
+  for (int32_t v = -1; v <= 20; v += 21) { /* -1 (off) and 20 are accepted */
+    s.ack_delay_ms = v;
+    assert_int_equal(issun_client_new(&c, &s, NULL, NULL), 0);
+    issun_client_free(c);
+  }
 
   /* Certificate options are checked at creation. */
   issun_client_settings_default(&s);

@@ -149,6 +149,7 @@ typedef struct cfg {
   double sat_factor, sat_p99_ms, sat_loss_pct;
   int sat_max_steps;
   double max_run_s;
+  int ack_delay_ms; /* settings.ack_delay_ms of every client (0 = libissun's default) */
   uint64_t seed;
 } cfg;
 
@@ -173,6 +174,8 @@ static void usage(FILE *f) {
           "  --step-factor F         saturate: rate multiplier per step (default 1.5)\n"
           "  --max-steps N           saturate: at most N steps (default 12)\n"
           "  --max-run S             abort the whole run after S seconds (default 600)\n"
+          "  --ack-delay-ms N        clients' settings.ack_delay_ms: -1 off, 0 libissun's\n"
+          "                          default (10), up to 20\n"
           "  --seed N                random seed (phases, churn picks)\n");
 }
 
@@ -296,6 +299,13 @@ static int parse_args(int argc, char **argv) {
     } else if (!strcmp(a, "--max-run")) {
       NEEDV();
       C.max_run_s = atof(v);
+    } else if (!strcmp(a, "--ack-delay-ms")) {
+      NEEDV();
+      C.ack_delay_ms = atoi(v);
+      if (C.ack_delay_ms < -1 || C.ack_delay_ms > 20) {
+        fprintf(stderr, "issun-load: --ack-delay-ms must be -1..20\n");
+        exit(2);
+      }
     } else if (!strcmp(a, "--seed")) {
       NEEDV();
       C.seed = strtoull(v, NULL, 10);
@@ -550,6 +560,7 @@ static int start_client(lc *l, uint64_t now) {
   s.reconnect = 0;
   s.enable_datagrams = 1;
   s.connect_timeout_ms = 15000;
+  s.ack_delay_ms = C.ack_delay_ms;
   char err[256] = "";
   int rv = issun_client_new_ex(&l->c, &s, &CBS, l, err, sizeof err);
   if (rv != 0) {
@@ -972,12 +983,13 @@ static void emit(const char *wl, double rate, double connect_s, double secs, uin
          "\"reliable\":%s,\"seconds\":%g,\"pinned\":%s,"
          "\"connect_s\":%.3f,\"sent_per_s\":%.0f,\"delivered_per_s\":%.0f,\"expected_per_s\":%.0f,"
          "\"loss_pct\":%.4f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,"
-         "\"server_cpu_s\":%.3f,\"server_cpu_us_per_delivery\":%s,\"server_rss_mb\":%.1f%s}\n",
+         "\"server_cpu_s\":%.3f,\"server_cpu_us_per_delivery\":%s,\"server_rss_mb\":%.1f,"
+         "\"client_ack_delay_ms\":%d%s}\n",
          wl, C.clients, C.room_size, rate, C.wl == W_CONNECT ? 0 : C.payload,
          C.wl == W_UNRELIABLE ? "false" : "true", secs, pinned ? "true" : "false", connect_s,
          (double)sent / secs, (double)dlv / secs, (double)exp / secs, loss, h_pct(h, 0.5) / 1e3,
          h_pct(h, 0.99) / 1e3, h_pct(h, 0.999) / 1e3, h->n ? (double)h->max / 1e3 : 0.0, srv_cpu,
-         per, rss_mb, extra);
+         per, rss_mb, C.ack_delay_ms == 0 ? 10 : C.ack_delay_ms, extra);
   fflush(stdout);
 }
 

@@ -266,6 +266,7 @@ itc *itc_new(const it_server *s, const char *name, const itc_opts *o) {
   st.enable_datagrams = !o->no_datagrams;
   st.token = o->token;
   if (o->offline_queue_events) st.offline_queue_events = o->offline_queue_events;
+  if (o->ack_delay_ms) st.ack_delay_ms = o->ack_delay_ms;
   if (o->insecure) {
     st.insecure = 1;
   } else if (o->ca_file || o->pin) {

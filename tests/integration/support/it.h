@@ -100,6 +100,7 @@ typedef struct itc_opts {
   const char *ca_file, *pin; /* override verification */
   int insecure;
   size_t offline_queue_events; /* 0: the library's default */
+  int32_t ack_delay_ms;        /* settings.ack_delay_ms; 0: the library's default */
   const char *token; /* settings.token (authentication) */
   const char *(*get_token)(issun_client *c, void *itc); /* callbacks.get_token; gets the itc */
 } itc_opts;
