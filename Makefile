@@ -13,7 +13,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECS  ?= 30
 CTEST_ARGS ?=
 
-.PHONY: all deps build release run test asan fuzz bench valgrind install format clean
+.PHONY: all deps build release run test asan fuzz bench bench-compare valgrind install format clean
 
 all: build
 
@@ -44,6 +44,9 @@ asan:
 
 bench: deps
 	@BUILD_DIR=$(BUILD)/bench scripts/bench.sh $(WORKLOADS)
+
+bench-compare: deps
+	@BUILD_DIR=$(BUILD)/bench scripts/bench-compare.sh $(WORKLOADS)
 
 valgrind:
 	@scripts/deps.sh test
