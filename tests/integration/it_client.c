@@ -27,11 +27,13 @@ static int teardown(void **state) {
   return it_server_stop(&srv) == 0 ? 0 : -1;
 }
 
-static uint64_t received(const itc *t) {
-  issun_client_stats st;
-  if (issun_client_stats_get(t->c, &st) != 0) return 0;
-  return st.events_received;
+static issun_client_stats stats_of(const itc *t) {
+  issun_client_stats st = {0};
+  assert_int_equal(issun_client_stats_get(t->c, &st), 0);
+  return st;
 }
+
+static uint64_t received(const itc *t) { return stats_of(t).events_received; }
 
 static void test_bus_end_to_end(void **state) {
   (void)state;
@@ -200,12 +202,6 @@ static void test_server_restart_keeps_node_id(void **state) {
   assert_int_equal(it_server_stop(&s2), 0);
 }
 
-static uint64_t packets_sent(const itc *t) {
-  issun_client_stats st;
-  if (issun_client_stats_get(t->c, &st) != 0) return 0;
-  return st.packets_sent;
-}
-
 /* settings.ack_delay_ms: a client that only receives (events 4 ms apart,
  * each in a packet of its own) sends an ACK at most every 20 ms or every
  * 10 packets, not one per packet as the QUIC stack would on loopback (its
@@ -217,7 +213,7 @@ static void test_ack_delay_bounds_acks(void **state) {
   uint64_t idb = issun_client_node_id(b->c);
   itc *const both[] = {a, b};
   it_poll(50, both, 2); /* let the connect's own packets settle */
-  uint64_t b0 = packets_sent(b), r0 = received(b);
+  uint64_t b0 = stats_of(b).packets_sent, r0 = received(b);
   uint64_t t0 = it_now_ms();
   for (int i = 0; i < 50; i++) {
     assert_int_equal(issun_client_send(a->c, "ack::Tick", ISSUN_SCOPE_TARGETED, idb,
@@ -228,7 +224,7 @@ static void test_ack_delay_bounds_acks(void **state) {
   }
   assert_true(IT_WAIT(5000, received(b) - r0 == 50, a, b));
   uint64_t ms = it_now_ms() - t0;
-  uint64_t sent = packets_sent(b) - b0;
+  uint64_t sent = stats_of(b).packets_sent - b0;
   /* by time: one per 20 ms; by count: one per 10 packets; +3 for a
    * heartbeat and rounding at both ends */
   uint64_t bound = ms / 20 + 50 / 10 + 3;
