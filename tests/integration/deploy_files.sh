@@ -75,7 +75,7 @@ if grep -Eq 'cmake +--build|cmake +-S' "$d/Dockerfile"; then
 fi
 JOBS=2 "$src/scripts/build-release.sh" "$tmp/rel" >"$tmp/build.log" 2>&1 ||
   { cat "$tmp/build.log" >&2; fail "scripts/build-release.sh failed"; }
-"$tmp/rel/issun-server" --version | grep -q '^issun-server ' || fail "the release binary does not run"
+"$tmp/rel/issun-server" --version | grep '^issun-server ' >/dev/null || fail "the release binary does not run"
 # The README's build command is one of those make targets (or the script).
 grep -Eq 'make (run|release|install)|scripts/build-release\.sh' "$src/README.md" ||
   fail "README.md builds the relay some other way than make run/release/install"
@@ -97,9 +97,9 @@ for lib in $(ldd "$tmp/rel/issun-server" | awk '/=>/ {print $3}'); do
   pkg=$(dpkg -S "$real" 2>/dev/null | head -n1 | cut -d: -f1) || true
   [ -n "$pkg" ] || pkg=$(dpkg -S "$lib" 2>/dev/null | head -n1 | cut -d: -f1) || true
   case "$pkg" in libc6 | libgcc-s1 | "") continue ;; esac # in every Debian image
-  if ! echo "$runtime_pkgs" | grep -qx "$pkg"; then
+  if ! echo "$runtime_pkgs" | grep -x "$pkg" >/dev/null; then
     # Only libraries we link directly must be listed; the rest come as their dependencies.
-    if readelf -d "$tmp/rel/issun-server" | grep -q "NEEDED.*\[$(basename "$lib")\]"; then
+    if readelf -d "$tmp/rel/issun-server" | grep "NEEDED.*\[$(basename "$lib")\]" >/dev/null; then
       fail "the runtime image lacks $pkg (for $(basename "$lib"))"
     fi
   fi
@@ -201,7 +201,7 @@ until grep -qs "Relay server listening on" "$tmp/env-relay.log"; do
   [ $SECONDS -lt $end ] || { cat "$tmp/env-relay.log" >&2; fail "a relay with .env.example's values did not start"; }
   sleep 0.05 # polling the log for the start-up line
 done
-curl -sf "http://127.0.0.1:$mport/health" | grep -qx OK || fail "/health of the .env.example relay"
+curl -sf "http://127.0.0.1:$mport/health" | grep -x OK >/dev/null || fail "/health of the .env.example relay"
 kill "${pids[0]}"
 wait "${pids[0]}" || fail "the .env.example relay did not exit cleanly"
 pids=()

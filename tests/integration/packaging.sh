@@ -68,8 +68,8 @@ step "pkg-config, shared"
 # shellcheck disable=SC2046
 "$cc" -std=c11 -Wall -Wextra -Werror $(pkg-config --cflags libissun) "$hello" \
   $(pkg-config --libs libissun) -Wl,-rpath,"$libdir" -o "$tmp/hello_pc" || fail "build with pkg-config"
-"$tmp/hello_pc" --help | grep -q "libissun $ver" || fail "hello_pc --help"
-ldd "$tmp/hello_pc" | grep -q "$libdir/libissun.so" || fail "hello_pc does not load the installed libissun.so"
+"$tmp/hello_pc" --help | grep "libissun $ver" >/dev/null || fail "hello_pc --help"
+ldd "$tmp/hello_pc" | grep "$libdir/libissun.so" >/dev/null || fail "hello_pc does not load the installed libissun.so"
 
 step "docs/client.md's example program"
 awk '/^```c$/ {on = 1; next} on && /^```$/ {exit} on {print}' "$src/docs/client.md" >"$tmp/game.c"
@@ -83,8 +83,8 @@ step "pkg-config, static"
 "$cc" -std=c11 $(pkg-config --cflags libissun) "$hello" "$libdir/libissun.a" \
   $(pkg-config --static --libs-only-L libissun) $(pkg-config --libs libngtcp2_crypto_gnutls libngtcp2 gnutls) \
   -o "$tmp/hello_static" || fail "static build with libissun.a"
-"$tmp/hello_static" --help | grep -q "libissun $ver" || fail "hello_static --help"
-! ldd "$tmp/hello_static" | grep -q libissun || fail "hello_static still loads libissun.so"
+"$tmp/hello_static" --help | grep "libissun $ver" >/dev/null || fail "hello_static --help"
+! ldd "$tmp/hello_static" | grep libissun >/dev/null || fail "hello_static still loads libissun.so"
 
 step "CMake find_package(issun)"
 mkdir -p "$tmp/cm"
@@ -100,9 +100,9 @@ CMAKE
 cmake -S "$tmp/cm" -B "$tmp/cm/b" -DCMAKE_PREFIX_PATH="$prefix" >"$tmp/cm.log" 2>&1 ||
   { cat "$tmp/cm.log" >&2; fail "find_package(issun) configure"; }
 cmake --build "$tmp/cm/b" >>"$tmp/cm.log" 2>&1 || { cat "$tmp/cm.log" >&2; fail "find_package build"; }
-"$tmp/cm/b/hello_cmake" --help | grep -q "libissun $ver" || fail "hello_cmake --help"
-ldd "$tmp/cm/b/hello_cmake" | grep -q "$prefix" || fail "hello_cmake does not load the installed libissun.so"
-"$tmp/cm/b/hello_cmake_static" --help | grep -q "libissun $ver" || fail "hello_cmake_static --help"
+"$tmp/cm/b/hello_cmake" --help | grep "libissun $ver" >/dev/null || fail "hello_cmake --help"
+ldd "$tmp/cm/b/hello_cmake" | grep "$prefix" >/dev/null || fail "hello_cmake does not load the installed libissun.so"
+"$tmp/cm/b/hello_cmake_static" --help | grep "libissun $ver" >/dev/null || fail "hello_cmake_static --help"
 
 # A version the package does not satisfy is refused.
 mkdir -p "$tmp/cv"

@@ -32,7 +32,7 @@ play() {
   fi
 }
 screen_of() { tm capture-pane -p -t "pong:$1"; }
-shows() { screen_of "$1" | grep -q -- "$2"; }
+shows() { screen_of "$1" | grep -- "$2" >/dev/null; }
 # paddle_top WINDOW left|right: the court row of the paddle's top (-1: none).
 paddle_top() {
   local col=3
