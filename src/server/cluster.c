@@ -84,6 +84,11 @@ typedef struct croom {
   uint32_t owners_cap;
   uint32_t nlocal; /* members that are sessions of this relay */
   natsSubscription *sub;
+  /* The newest directory record applied, as stored (apply_record may have
+   * left out our sessions whose leave was in flight): re-applied when such
+   * a leave completes, in case it was a re-join that got filtered. */
+  uint8_t *raw;
+  size_t raw_len;
 } croom;
 
 typedef struct peer {
@@ -361,6 +366,7 @@ static void drop_room(cluster *cl, croom *cr) {
   u64map_del(&cl->rooms, r->id);
   rooms_remove(s->rooms, r);
   free(cr->owners);
+  free(cr->raw);
   free(cr);
 }
 
@@ -565,6 +571,7 @@ typedef struct job {
   uint8_t *prev, *out; /* the record read, the record written (when any) */
   size_t prev_len, out_len;
   uint64_t conflicts, errors;
+  natsStatus nats_st;  /* the last NATS error, for the log */
   uint64_t *done_ids; /* JOB_ANNOUNCE: the NodeIds now ours */
   size_t ndone;
 } job;
@@ -661,6 +668,7 @@ static void work_cas(cluster *cl, job *j) {
     }
     if (st != NATS_OK) {
       j->errors++;
+      j->nats_st = st;
       return;
     }
     rec r;
@@ -706,6 +714,7 @@ static void work_cas(cluster *cl, job *j) {
     free(buf);
     if (nats_unavailable(st)) {
       j->errors++;
+      j->nats_st = st;
       return;
     }
     j->conflicts++; /* someone wrote first: read again */
@@ -881,11 +890,39 @@ static int alive_snapshot(cluster *cl, job *j) {
 }
 
 /* Decodes a record the worker read or wrote and applies it to the mirror. */
+/* Keeps the bytes of the directory record the mirror of room now holds. */
+static void keep_raw(cluster *cl, uint64_t room_id, uint64_t version, const uint8_t *p, size_t n) {
+  croom *cr = u64map_get(&cl->rooms, room_id);
+  if (!cr || cr->version != version)
+    return; /* not applied (older than the mirror), or the room is gone */
+  uint8_t *d = malloc(n ? n : 1);
+  if (!d)
+    return;
+  memcpy(d, p, n);
+  free(cr->raw);
+  cr->raw = d;
+  cr->raw_len = n;
+}
+
 static void apply_bytes(cluster *cl, const uint8_t *p, size_t n) {
   rec r;
   if (!p || rec_decode(p, n, &r) != 0)
     return;
   apply_record(cl, &r, 0);
+  keep_raw(cl, r.id, r.version, p, n);
+  rec_free(&r);
+}
+
+/* A leave of ours reached the directory: the records applied while it was
+ * in flight had that session left out.  If the newest one lists it (the
+ * session joined the room again meanwhile), the mirror must now have it. */
+static void unfilter_room(cluster *cl, uint64_t room_id) {
+  croom *cr = u64map_get(&cl->rooms, room_id);
+  rec r;
+  if (!cr || !cr->raw || rec_decode(cr->raw, cr->raw_len, &r) != 0)
+    return;
+  if (r.version >= cr->version)
+    apply_record(cl, &r, 1);
   rec_free(&r);
 }
 
@@ -1126,6 +1163,7 @@ static void job_done(cluster *cl, job *j) {
       pending_add(cl, j->room_id, j->node);
     } else if ((uint64_t)(uintptr_t)u64map_get(&cl->leaving, j->node) == j->room_id) {
       u64map_del(&cl->leaving, j->node);
+      unfilter_room(cl, j->room_id);
     }
     return;
   case JOB_CLEANUP:
@@ -1184,6 +1222,15 @@ static void job_done(cluster *cl, job *j) {
   } else {
     if (j->status == 0)
       submit_leave(cl, j->room_id, j->node); /* mirror failed: give it back */
+    if (j->status <= 0) /* not a refusal of the request itself: say why */
+      LOG_WARN(&s->log, "Cluster: room request failed",
+               "node_id=%llu room_id=%llu kind=%s cause=%s nats=\"%s\" kv_errors=%u "
+               "kv_conflicts=%u",
+               (unsigned long long)j->node, (unsigned long long)j->room_id,
+               j->kind == JOB_CREATE ? "create" : "join",
+               j->status == 0 ? "mirror" : "directory_unavailable",
+               j->errors ? natsStatus_GetText(j->nats_st) : "", (unsigned)j->errors,
+               (unsigned)j->conflicts);
     if (cr)
       room_sub_update(cl, cr, cr->nlocal > 0);
     uint16_t st = j->status > 0
@@ -1462,6 +1509,7 @@ static void on_msg(cluster *cl, natsMsg *m) {
     if (rec_decode(d, n, &r) != 0 || r.id != id)
       goto bad;
     apply_record(cl, &r, 0);
+    keep_raw(cl, r.id, r.version, (const uint8_t *)d, (size_t)n);
     rec_free(&r);
   } else if (strncmp(subj, kn, sizeof kn - 1) == 0) {
     const char *k = subj + sizeof kn - 1;
@@ -2028,6 +2076,7 @@ void cluster_free(cluster *cl) {
       natsSubscription_Destroy(cr->sub);
     }
     free(cr->owners);
+    free(cr->raw);
     free(cr);
   }
   for (size_t i = 0; i < cl->peers.cap; i++)

@@ -374,8 +374,11 @@ static void test_pipelined_requests_reply_in_order(void **state) {
       0, 0, ISSUN_WIRE_NOT_HOST, ISSUN_WIRE_ALREADY_IN_ROOM, 0, ISSUN_WIRE_NOT_IN_ROOM, 0};
   for (int i = 0; i < 7; i++) {
     assert_int_equal(p->replies[n0 + (size_t)i], ids[i]);
-    if (p->reply_status[n0 + (size_t)i] != want[i])
+    if (p->reply_status[n0 + (size_t)i] != want[i]) {
+      it_server_dump_log(&ra);
+      it_server_dump_log(&rb);
       fail_msg("request %d: status %d, expected %d", i, p->reply_status[n0 + (size_t)i], want[i]);
+    }
   }
   assert_int_equal(issun_client_room_id(p->c), r.id);
   /* h saw p join, leave and join again, in that order */

@@ -52,7 +52,7 @@ int it_server_log_has(const it_server *s, const char *needle) {
   return r;
 }
 
-static void dump_log(const it_server *s) {
+void it_server_dump_log(const it_server *s) {
   char *b = slurp(s->log_path);
   fprintf(stderr, "---- server log (%s) ----\n%s\n---- end ----\n", s->log_path, b ? b : "(none)");
   free(b);
@@ -126,12 +126,12 @@ int it_server_start(it_server *s, const char *const *env) {
     if (waitpid(pid, &st, WNOHANG) == pid) {
       s->pid = 0;
       s->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      dump_log(s);
+      it_server_dump_log(s);
       return -1;
     }
     msleep(10); /* polling the log file for the start-up line */
   }
-  dump_log(s);
+  it_server_dump_log(s);
   kill(pid, SIGKILL);
   waitpid(pid, NULL, 0);
   s->pid = 0;
@@ -157,7 +157,7 @@ int it_server_signal(it_server *s, int sig, int timeout_ms) {
   waitpid(s->pid, NULL, 0);
   s->pid = 0;
   s->exit_status = 128 + SIGKILL;
-  dump_log(s);
+  it_server_dump_log(s);
   return -1;
 }
 
@@ -169,7 +169,7 @@ int it_server_stop(it_server *s) {
     if (system(cmd) != 0) {
     }
   } else if (s->dir[0]) {
-    dump_log(s);
+    it_server_dump_log(s);
   }
   return s->exit_status;
 }

@@ -46,6 +46,8 @@ int it_server_stop(it_server *s);
 
 /* 1 when the server's log contains needle. */
 int it_server_log_has(const it_server *s, const char *needle);
+/* Prints the server's log to stderr (for a failing test's report). */
+void it_server_dump_log(const it_server *s);
 
 /* Runs a command line and returns its exit status (helper for shell-ish
  * checks); output goes to out (NUL-terminated, truncated) when not NULL. */
