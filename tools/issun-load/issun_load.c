@@ -1115,6 +1115,12 @@ static int run_events(void) {
     if ((double)g_sent_win / C.seconds < 0.95 * target)
       fprintf(stderr, "issun-load: WARNING: the generator fell behind: sent %.0f/s of %.0f/s\n",
               (double)g_sent_win / C.seconds, target);
+    else if (gen_cpu * 100 / C.seconds >= 95)
+      fprintf(stderr,
+              "issun-load: WARNING: the generator used %.0f%% of its core: it sent on time, but "
+              "the latency figures include its own queueing (fewer --clients measure the "
+              "relay)\n",
+              gen_cpu * 100 / C.seconds);
     char extra[256];
     snprintf(extra, sizeof extra,
              ",\"target_sent_per_s\":%.0f,\"generator_cpu_pct\":%.0f,\"other_load_pct\":%.0f,"
