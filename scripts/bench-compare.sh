@@ -34,6 +34,13 @@ for wl in "${WORKLOADS[@]}"; do
   esac
 done
 
+# Appends JSON line $2 to $OUT with "system": $1 added.
+tag() {
+  printf '%s\n' "$2" |
+    python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); d["system"]=sys.argv[1]; print(json.dumps(d))' \
+      "$1" >>"$OUT" 2>/dev/null
+}
+
 mkdir -p "$ROOT/bench-results"
 OUT=$ROOT/bench-results/compare-$(date -u +%Y%m%dT%H%M%SZ).jsonl
 : >"$OUT"
@@ -46,8 +53,8 @@ for wl in "${WORKLOADS[@]}"; do
   # shellcheck disable=SC2086
   nats=$("$PEER/run.sh" "$wl" --tls ${NATS_ARGS:-} | tail -n1)
   [ -n "$nats" ] || RC=1
-  printf '%s\n' "$relay" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); d["system"]="issun-relay"; print(json.dumps(d))' >>"$OUT" 2>/dev/null || RC=1
-  printf '%s\n' "$nats" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); d["system"]="nats-tls"; print(json.dumps(d))' >>"$OUT" 2>/dev/null || RC=1
+  tag issun-relay "$relay" || RC=1
+  tag nats-tls "$nats" || RC=1
 done
 
 python3 - "$OUT" <<'EOF'

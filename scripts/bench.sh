@@ -89,7 +89,7 @@ for wl in "${WORKLOADS[@]}"; do
   SPID=$!
   addr=""
   for _ in $(seq 100); do
-    addr=$(grep -o 'listening on addr=[0-9.:]*' "$slog" | head -n1 | cut -d= -f2)
+    addr=$(grep -o 'Relay server listening on addr=[0-9.:]*' "$slog" | head -n1 | cut -d= -f2)
     [ -n "$addr" ] && break
     kill -0 "$SPID" 2>/dev/null || break
     sleep 0.1

@@ -8,6 +8,8 @@
  */
 #include "server/auth.h"
 
+#include "proto/proto.h"
+
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <stdio.h>
@@ -109,43 +111,6 @@ int auth_b64url_decode(const char *in, size_t n, uint8_t *out, size_t cap, size_
   }
   *outlen = o;
   return 0;
-}
-
-/* ---- UTF-8 --------------------------------------------------------------- */
-
-static int utf8_valid(const uint8_t *p, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    uint8_t c = p[i];
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return 0;
-    }
-    if (n - i < len) return 0;
-    for (size_t k = 1; k < len; k++) {
-      if ((p[i + k] & 0xC0) != 0x80) return 0;
-      cp = cp << 6 | (p[i + k] & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-      return 0;
-    i += len;
-  }
-  return 1;
 }
 
 /* ---- a strict, minimal JSON reader ------------------------------------- */
@@ -348,7 +313,7 @@ static int jobject(const uint8_t *text, size_t n, const char *const *wanted, jv 
   jp j = {text, text + n};
 
   for (size_t i = 0; i < nwanted; i++) vals[i].kind = JV_ABSENT;
-  if (!utf8_valid(text, n)) return -1;
+  if (!pr_utf8_valid(text, n)) return -1;
   jws(&j);
   if (j.p >= j.end || *j.p != '{') return -1;
   j.p++;

@@ -84,11 +84,6 @@ typedef struct croom {
   uint32_t owners_cap;
   uint32_t nlocal; /* members that are sessions of this relay */
   natsSubscription *sub;
-  /* The newest directory record applied, as stored (apply_record may have
-   * left out our sessions whose leave was in flight): re-applied when such
-   * a leave completes, in case it was a re-join that got filtered. */
-  uint8_t *raw;
-  size_t raw_len;
 } croom;
 
 typedef struct peer {
@@ -366,7 +361,6 @@ static void drop_room(cluster *cl, croom *cr) {
   u64map_del(&cl->rooms, r->id);
   rooms_remove(s->rooms, r);
   free(cr->owners);
-  free(cr->raw);
   free(cr);
 }
 
@@ -890,39 +884,25 @@ static int alive_snapshot(cluster *cl, job *j) {
 }
 
 /* Decodes a record the worker read or wrote and applies it to the mirror. */
-/* Keeps the bytes of the directory record the mirror of room now holds. */
-static void keep_raw(cluster *cl, uint64_t room_id, uint64_t version, const uint8_t *p, size_t n) {
-  croom *cr = u64map_get(&cl->rooms, room_id);
-  if (!cr || cr->version != version)
-    return; /* not applied (older than the mirror), or the room is gone */
-  uint8_t *d = malloc(n ? n : 1);
-  if (!d)
-    return;
-  memcpy(d, p, n);
-  free(cr->raw);
-  cr->raw = d;
-  cr->raw_len = n;
-}
-
 static void apply_bytes(cluster *cl, const uint8_t *p, size_t n) {
   rec r;
   if (!p || rec_decode(p, n, &r) != 0)
     return;
   apply_record(cl, &r, 0);
-  keep_raw(cl, r.id, r.version, p, n);
   rec_free(&r);
 }
 
-/* A leave of ours reached the directory: the records applied while it was
- * in flight had that session left out.  If the newest one lists it (the
- * session joined the room again meanwhile), the mirror must now have it. */
-static void unfilter_room(cluster *cl, uint64_t room_id) {
-  croom *cr = u64map_get(&cl->rooms, room_id);
+/* A record this relay wrote itself.  The mirror may already hold that same
+ * version, from the KV watcher, but filtered: applied while a leave of ours
+ * was still in flight, it left out a session that had joined again since.
+ * The worker runs jobs in order, so by now that leave is in the directory:
+ * at an equal version our own copy wins. */
+static void apply_own_bytes(cluster *cl, const uint8_t *p, size_t n) {
   rec r;
-  if (!cr || !cr->raw || rec_decode(cr->raw, cr->raw_len, &r) != 0)
+  if (!p || rec_decode(p, n, &r) != 0)
     return;
-  if (r.version >= cr->version)
-    apply_record(cl, &r, 1);
+  croom *cr = u64map_get(&cl->rooms, r.id);
+  apply_record(cl, &r, cr && cr->version == r.version);
   rec_free(&r);
 }
 
@@ -1156,14 +1136,13 @@ static void job_done(cluster *cl, job *j) {
   if (j->prev)
     apply_bytes(cl, j->prev, j->prev_len);
   if (j->out)
-    apply_bytes(cl, j->out, j->out_len);
+    apply_own_bytes(cl, j->out, j->out_len);
   switch (j->kind) {
   case JOB_LEAVE:
     if (j->status == CAS_UNAVAILABLE) {
       pending_add(cl, j->room_id, j->node);
     } else if ((uint64_t)(uintptr_t)u64map_get(&cl->leaving, j->node) == j->room_id) {
       u64map_del(&cl->leaving, j->node);
-      unfilter_room(cl, j->room_id);
     }
     return;
   case JOB_CLEANUP:
@@ -1509,7 +1488,6 @@ static void on_msg(cluster *cl, natsMsg *m) {
     if (rec_decode(d, n, &r) != 0 || r.id != id)
       goto bad;
     apply_record(cl, &r, 0);
-    keep_raw(cl, r.id, r.version, (const uint8_t *)d, (size_t)n);
     rec_free(&r);
   } else if (strncmp(subj, kn, sizeof kn - 1) == 0) {
     const char *k = subj + sizeof kn - 1;
@@ -2076,7 +2054,6 @@ void cluster_free(cluster *cl) {
       natsSubscription_Destroy(cr->sub);
     }
     free(cr->owners);
-    free(cr->raw);
     free(cr);
   }
   for (size_t i = 0; i < cl->peers.cap; i++)

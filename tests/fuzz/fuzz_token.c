@@ -11,15 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "server/auth.h"
-
-#define FUZZ_CHECK(c)                                                                              \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "fuzz check failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);                  \
-      abort();                                                                                     \
-    }                                                                                              \
-  } while (0)
 
 static const uint8_t SECRET[] = "fuzz-secret-0123456789abcdef0123456789";
 #define SLEN (sizeof(SECRET) - 1)

@@ -62,6 +62,16 @@ check_vars() { # FILE-LABEL VAR...
   for v in "$@"; do known "$v" || fail "$label names $v, which the server does not read"; done
 }
 
+# Waits up to 10 s for a relay's start-up line in LOG; else shows LOG and
+# fails with MESSAGE.
+wait_started() {
+  local end=$((SECONDS + 10))
+  until grep -qs "Relay server listening on" "$1"; do
+    [ $SECONDS -lt $end ] || { cat "$1" >&2; fail "$2"; }
+    sleep 0.05 # polling the log for the start-up line
+  done
+}
+
 # ---- one build script --------------------------------------------------------
 grep -Eq '^RUN .*scripts/build-release\.sh' "$d/Dockerfile" ||
   fail "deploy/Dockerfile does not build with scripts/build-release.sh"
@@ -115,11 +125,7 @@ mapfile -d '' hcargv <"$tmp/hc.argv"
 mport=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 (cd "$tmp" && ISSUN_BIND_ADDR=127.0.0.1:0 ISSUN_METRICS_PORT=$mport exec "$bin" >"$tmp/relay.log" 2>&1) &
 pids+=($!)
-end=$((SECONDS + 10))
-until grep -qs "Relay server listening on" "$tmp/relay.log"; do
-  [ $SECONDS -lt $end ] || { cat "$tmp/relay.log" >&2; fail "the relay did not start"; }
-  sleep 0.05 # polling the log for the start-up line
-done
+wait_started "$tmp/relay.log" "the relay did not start"
 ISSUN_METRICS_PORT=$mport timeout 5 "${hcargv[@]}" || fail "the HEALTHCHECK command fails against a healthy relay"
 ISSUN_METRICS_PORT=$mport ISSUN_METRICS_ADDR=127.0.0.1 timeout 5 "${hcargv[@]}" ||
   fail "the HEALTHCHECK command ignores ISSUN_METRICS_ADDR"
@@ -196,11 +202,7 @@ mport=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pri
   ISSUN_METRICS_PORT="$mport" ISSUN_CERT_PATH="$tmp/cert.pem" ISSUN_KEY_PATH="$tmp/key.pem" \
   "$bin" >"$tmp/env-relay.log" 2>&1) &
 pids+=($!)
-end=$((SECONDS + 10))
-until grep -qs "Relay server listening on" "$tmp/env-relay.log"; do
-  [ $SECONDS -lt $end ] || { cat "$tmp/env-relay.log" >&2; fail "a relay with .env.example's values did not start"; }
-  sleep 0.05 # polling the log for the start-up line
-done
+wait_started "$tmp/env-relay.log" "a relay with .env.example's values did not start"
 curl -sf "http://127.0.0.1:$mport/health" | grep -x OK >/dev/null || fail "/health of the .env.example relay"
 kill "${pids[0]}"
 wait "${pids[0]}" || fail "the .env.example relay did not exit cleanly"

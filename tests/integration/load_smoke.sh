@@ -32,7 +32,7 @@ ISSUN_BIND_ADDR=127.0.0.1:0 ISSUN_METRICS_PORT=0 ISSUN_MAX_EVENTS_PER_SEC=100000
 SPID=$!
 ADDR=""
 for _ in $(seq 100); do # up to 10 s
-  ADDR=$(grep -o 'listening on addr=[0-9.:]*' "$TMP/server.log" | head -n1 | cut -d= -f2)
+  ADDR=$(grep -o 'Relay server listening on addr=[0-9.:]*' "$TMP/server.log" | head -n1 | cut -d= -f2)
   [ -n "$ADDR" ] && break
   kill -0 "$SPID" 2>/dev/null || break
   sleep 0.1

@@ -25,12 +25,7 @@ wait_for 15000 "alice waiting for a second player" grep -q "waiting for a second
 bot bob 22 bots $frames
 step "alice ($alice) and bob ($bob) playing"
 
-limit=$(( (frames / 60 + 45) * 1000 ))
-wait_for $limit "both bots to finish" eval 'not_running $alice && not_running $bob'
-rc_a=0; wait $alice || rc_a=$?
-rc_b=0; wait $bob || rc_b=$?
-[ $rc_a -eq 0 ] || fail "alice exited $rc_a"
-[ $rc_b -eq 0 ] || fail "bob exited $rc_b"
+finish_pair alice "$alice" bob "$bob"
 
 python3 - "$tmp/alice.json" "$tmp/bob.json" $frames <<'PY' || fail "final states do not agree"
 import json, sys

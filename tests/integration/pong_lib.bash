@@ -74,6 +74,18 @@ not_running() { ! kill -0 "$1" 2>/dev/null; }
 # bot NAME SEED ROOM FRAMES [PORT]: starts a headless pong player in the
 # background, output in $tmp/NAME.json and $tmp/NAME.err, and sets the
 # variable NAME to its pid.  PORT defaults to the server's.
+# Waits (the game's length + 45 s at most) for two bots to exit, and fails
+# unless both exited 0.  Uses $frames.
+finish_pair() {
+  local n1=$1 p1=$2 n2=$3 p2=$4 rc1=0 rc2=0
+  wait_for $(((frames / 60 + 45) * 1000)) "$n1 and $n2 to finish" \
+    eval "not_running $p1 && not_running $p2"
+  wait "$p1" || rc1=$?
+  wait "$p2" || rc2=$?
+  [ $rc1 -eq 0 ] || fail "$n1 exited $rc1"
+  [ $rc2 -eq 0 ] || fail "$n2 exited $rc2"
+}
+
 bot() {
   "$pong" --server "127.0.0.1:${5:-$port}" --pin "$pin" --name "$1" --room "$3" --bot \
     --frames "$4" --seed "$2" >"$tmp/$1.json" 2>"$tmp/$1.err" &

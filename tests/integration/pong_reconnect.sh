@@ -36,12 +36,7 @@ grep -q "connection lost" "$tmp/alice.err" || fail "alice did not report the dro
 grep -q "connection lost" "$tmp/bob.err" || fail "bob did not report the drop"
 step "both back"
 
-limit=$(( (frames / 60 + 45) * 1000 ))
-wait_for $limit "both bots to finish" eval 'not_running $alice && not_running $bob'
-rc_a=0; wait $alice || rc_a=$?
-rc_b=0; wait $bob || rc_b=$?
-[ $rc_a -eq 0 ] || fail "alice exited $rc_a"
-[ $rc_b -eq 0 ] || fail "bob exited $rc_b"
+finish_pair alice "$alice" bob "$bob"
 
 python3 - "$tmp/alice.json" "$tmp/bob.json" $frames "$before" <<'PY' || fail "final states do not agree"
 import json, sys

@@ -34,12 +34,7 @@ wait_for 10000 "bob noticing the dead connection" grep -q "connection lost" "$tm
 wait_for 10000 "bob back in his room" grep -q "reconnected: the game goes on" "$tmp/bob.err"
 step "bob reconnected and resumed his session"
 
-limit=$(( (frames / 60 + 45) * 1000 ))
-wait_for $limit "both bots to finish" eval 'not_running $alice && not_running $bob'
-rc_a=0; wait $alice || rc_a=$?
-rc_b=0; wait $bob || rc_b=$?
-[ $rc_a -eq 0 ] || fail "alice exited $rc_a"
-[ $rc_b -eq 0 ] || fail "bob exited $rc_b"
+finish_pair alice "$alice" bob "$bob"
 ! grep -q "left" "$tmp/alice.err" || fail "alice saw bob leave: the session was not resumed"
 
 python3 - "$tmp/alice.json" "$tmp/bob.json" $frames <<'PY' || fail "reports disagree"

@@ -59,12 +59,7 @@ wait_for 15000 "carol moving to R1" grep -q "moved to room $r1 where a player wa
 wait_for 10000 "bob playing against carol" grep -q "playing against carol" "$tmp/bob.err"
 step "alice left; bob hosts $r1; carol moved there"
 
-limit=$(( (frames / 60 + 45) * 1000 ))
-wait_for $limit "bob and carol to finish" eval 'not_running $bob && not_running $carol'
-rc_b=0; wait $bob || rc_b=$?
-rc_c=0; wait $carol || rc_c=$?
-[ $rc_b -eq 0 ] || fail "bob exited $rc_b"
-[ $rc_c -eq 0 ] || fail "carol exited $rc_c"
+finish_pair bob "$bob" carol "$carol"
 
 python3 - "$tmp/alice.json" "$tmp/bob.json" "$tmp/carol.json" $frames "$r1" <<'PY' || fail "reports disagree"
 import json, sys
