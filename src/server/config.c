@@ -20,7 +20,7 @@
 #define MAX_DURATION_MS 86400000u /* 24 h: keeps 3 x heartbeat well inside 32 bits */
 
 enum opt_kind { K_ADDR, K_PATH, K_U16, K_U32, K_U64, K_DUR, K_BOOL, K_LOG, K_LOGFMT, K_HOST,
-                K_SECRET, K_SECRET_FILE, K_RETRY };
+                K_SECRET, K_SECRET_FILE, K_RETRY, K_FLUSH };
 
 struct opt {
   const char *flag; /* without the leading "--" */
@@ -67,8 +67,12 @@ static const struct opt opts[] = {
     {"slow-consumer-bytes", "BYTES", "ISSUN_SLOW_CONSUMER_BYTES", K_U64, OFF(slow_consumer_bytes),
      1, (uint64_t)1 << 40, "1048576",
      "output queued for one client beyond which it is cut off as a slow consumer"},
-    {"flush-us", "MICROSECONDS", "ISSUN_FLUSH_US", K_U32, OFF(flush_us), 0, 1000000, "0",
-     "delay before writing queued output, 0 to 1000000 (0: at the end of every loop turn)"},
+    {"flush-us", "MICROSECONDS", "ISSUN_FLUSH_US", K_U32, OFF(flush_us), 0, 1000000, "1000",
+     "flush window: how long queued output may wait so that events for one client share "
+     "packets, 0 to 1000000 (0: write at the end of every loop turn)"},
+    {"flush-mode", "MODE", "ISSUN_FLUSH_MODE", K_FLUSH, OFF(flush_mode), 0, 0, "auto",
+     "when the flush window applies: auto (while most events go to clients receiving them "
+     "less than two windows apart) or always"},
     {"metrics-port", "PORT", "ISSUN_METRICS_PORT", K_U16, OFF(metrics_port), 0, 65535, "9090",
      "TCP port of the Prometheus /metrics and /health endpoint (0 disables it)"},
     {"metrics-addr", "IP", "ISSUN_METRICS_ADDR", K_HOST, OFF(metrics_addr), 0, 0, "the bind host",
@@ -620,6 +624,16 @@ static int apply(srv_config *c, const struct opt *o, const char *name, const cha
       return -1;
     }
     return 0;
+  case K_FLUSH:
+    if (strcasecmp(val, "auto") == 0) {
+      c->flush_mode = CFG_FLUSH_AUTO;
+    } else if (strcasecmp(val, "always") == 0) {
+      c->flush_mode = CFG_FLUSH_ALWAYS;
+    } else {
+      set_err(err, errlen, "%s: '%s' is not a flush mode (expected auto or always)", name, val);
+      return -1;
+    }
+    return 0;
   case K_LOGFMT:
     if (strcasecmp(val, "text") == 0) {
       c->log_format = LOG_FMT_TEXT;
@@ -658,7 +672,8 @@ void cfg_defaults(srv_config *c) {
   c->max_events_per_sec = 100;
   c->max_frame_payload = 65536;
   c->slow_consumer_bytes = 1048576;
-  c->flush_us = 0;
+  c->flush_us = 1000;
+  c->flush_mode = CFG_FLUSH_AUTO;
   c->metrics_port = 9090;
   c->log_level = LOG_LVL_INFO;
   c->log_format = LOG_FMT_TEXT;

@@ -34,7 +34,8 @@ typedef struct srv_config {
   uint32_t max_events_per_sec;    /* ISSUN_MAX_EVENTS_PER_SEC / --max-events-per-sec, 100 */
   uint32_t max_frame_payload;     /* ISSUN_MAX_FRAME_PAYLOAD / --max-frame-payload, 65536 (>= 1024, <= 16 MiB) */
   uint64_t slow_consumer_bytes;   /* ISSUN_SLOW_CONSUMER_BYTES / --slow-consumer-bytes, 1048576 */
-  uint32_t flush_us;              /* ISSUN_FLUSH_US / --flush-us, 0 (write at the end of every loop turn) */
+  uint32_t flush_us;              /* ISSUN_FLUSH_US / --flush-us, 1000 (0: write at the end of every loop turn) */
+  int flush_mode;                 /* ISSUN_FLUSH_MODE / --flush-mode, auto|always */
   uint16_t metrics_port;          /* ISSUN_METRICS_PORT / --metrics-port, 9090, 0 disables */
   char metrics_addr[64];          /* ISSUN_METRICS_ADDR / --metrics-addr, IP literal; "" = the bind host */
   int log_level;                  /* ISSUN_LOG (or RUST_LOG) / --log, info; error|warn|info|debug|trace, or "issun_server=debug,..." */
@@ -66,6 +67,7 @@ typedef struct srv_config {
 } srv_config;
 
 enum cfg_retry { CFG_RETRY_AUTO = 0, CFG_RETRY_ALWAYS, CFG_RETRY_NEVER };
+enum cfg_flush { CFG_FLUSH_AUTO = 0, CFG_FLUSH_ALWAYS };
 
 /* Fills *c with the defaults above. */
 void cfg_defaults(srv_config *c);

@@ -305,6 +305,14 @@ size_t metrics_render(const srv *s, char **out) {
   family(&b, "issun_active_rooms", "gauge", "Rooms that exist (waiting or started).");
   mb_printf(&b, "issun_active_rooms %zu\n", s->rooms ? rooms_count(s->rooms) : (size_t)0);
 
+  family(&b, "issun_flush_window_active", "gauge",
+         "1 while the flush window is in force (ISSUN_FLUSH_MODE: always, or auto and most "
+         "events go to clients that receive them less than two windows apart).");
+  mb_printf(&b, "issun_flush_window_active %u\n", (unsigned)st->flush_active);
+  family(&b, "issun_flush_window_seconds_total", "counter",
+         "Time the flush window was in force.");
+  mb_printf(&b, "issun_flush_window_seconds_total %.3f\n", (double)st->flush_active_ns / 1e9);
+
   family(&b, "issun_events_relayed_total", "counter",
          "Events accepted and routed to their recipients, by scope.");
   for (int i = 0; i < ST_SCOPE_N; i++)

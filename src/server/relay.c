@@ -314,11 +314,26 @@ static int rate_take(conn *c) {
   return tb_take(&c->rl, c->s->cfg.max_events_per_sec, c->s->now);
 }
 
+/* Flush window bookkeeping, once per queued delivery: a connection is hot
+ * while its events arrive less than two windows apart on average; then
+ * holding its write for a window packs events into shared packets. */
+static inline void note_delivery(srv *s, conn *to) {
+  uint64_t gap = s->now - to->last_deliv_ns;
+  uint32_t g = gap >= 1000000000ull ? 1000000u : (uint32_t)(gap / 1000u);
+  to->last_deliv_ns = s->now;
+  to->deliv_gap_us = to->deliv_gap_us - (to->deliv_gap_us >> 3) + (g >> 3);
+  s->flush_all++;
+  if (to->deliv_gap_us < 2 * s->cfg.flush_us) s->flush_hot++;
+}
+
 static void deliver(conn *to, evbuf *b, int reliable) {
   srv *s = to->s;
   if (to->state != CS_SESSION || to->close_pending) return;
   if (reliable) {
-    if (relay_send_frame(to, evbuf_ref(b)) == 0) s->stats.deliveries++;
+    if (relay_send_frame(to, evbuf_ref(b)) == 0) {
+      s->stats.deliveries++;
+      note_delivery(s, to);
+    }
     return;
   }
   if (!to->dgram_ok) {
@@ -340,6 +355,7 @@ static void deliver(conn *to, evbuf *b, int reliable) {
   q->ring[(q->head + q->len) % DGQ_CAP] = evbuf_ref(b);
   q->len++;
   s->stats.deliveries++;
+  note_delivery(s, to);
   conn_mark_dirty(to);
 }
 

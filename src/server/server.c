@@ -47,6 +47,7 @@
 #define TX_BATCH 64
 #define GSO_BYTES 65000 /* a GSO send carries at most 64 KiB */
 #define CLOSE_FLUSH_NS (100 * NGTCP2_MILLISECONDS) /* ERROR-before-close grace */
+#define FLUSH_EVAL_NS (100 * NGTCP2_MILLISECONDS)  /* flush window: auto-mode decisions */
 
 /* ---- clock and randomness ------------------------------------------- */
 
@@ -304,7 +305,8 @@ void conn_mark_dirty(conn *c) {
   c->dirty_next = c->s->dirty;
   c->s->dirty = c;
   /* The flush window (ISSUN_FLUSH_US) starts with the first dirty connection. */
-  if (!c->s->flush_due) c->s->flush_due = c->s->now + (uint64_t)c->s->cfg.flush_us * 1000ull;
+  if (!c->s->flush_due)
+    c->s->flush_due = c->s->now + (c->s->flush_active ? (uint64_t)c->s->cfg.flush_us * 1000ull : 0);
 }
 
 void conn_rearm(conn *c) {
@@ -409,6 +411,7 @@ static conn *conn_new(srv *s, int fd, const ngtcp2_pkt_hd *hd, const struct sock
   c->fd = fd;
   c->state = CS_HANDSHAKE;
   c->stream_id = -1;
+  c->deliv_gap_us = 1000000; /* cold until events arrive */
   c->lobby_idx = UINT32_MAX;
   c->timer.idx = HEAP_NONE;
   c->started_ns = s->now;
@@ -1214,6 +1217,36 @@ static void begin_shutdown(srv *s, const char *why) {
   relay_shutdown_all(s);
 }
 
+/* Flush window, auto mode: every 100 ms, keep the window in force while
+ * most deliveries went to hot connections (relay.c note_delivery: events
+ * less than two windows apart), where holding a write packs events into
+ * shared packets.  On at a half, off below two fifths, so that a load near
+ * the line does not flip the mode every decision. */
+static void flush_evaluate(srv *s) {
+  int on;
+  if (s->cfg.flush_us == 0)
+    on = 0;
+  else if (s->cfg.flush_mode == CFG_FLUSH_ALWAYS)
+    on = 1;
+  else if (s->flush_all == 0)
+    on = 0;
+  else if (s->flush_active)
+    on = s->flush_hot * 5 >= s->flush_all * 2;
+  else
+    on = s->flush_hot * 2 >= s->flush_all;
+  if (s->flush_active)
+    s->stats.flush_active_ns += s->now - s->flush_last_eval;
+  if (on != s->flush_active && s->cfg.flush_mode != CFG_FLUSH_ALWAYS)
+    LOG_DEBUG(&s->log, on ? "Flush window on" : "Flush window off",
+              "window_us=%u hot_deliveries=%llu deliveries=%llu", s->cfg.flush_us,
+              (unsigned long long)s->flush_hot, (unsigned long long)s->flush_all);
+  s->flush_active = on;
+  s->stats.flush_active = (uint8_t)on;
+  s->flush_hot = s->flush_all = 0;
+  s->flush_last_eval = s->now;
+  s->flush_eval_at = s->now + FLUSH_EVAL_NS;
+}
+
 int srv_run(srv *s) {
   rxbufs *rb = calloc(1, sizeof *rb);
   txbatch *tb = malloc(sizeof *tb);
@@ -1288,6 +1321,7 @@ int srv_run(srv *s) {
       }
     }
     run_timers(s);
+    if (s->now >= s->flush_eval_at) flush_evaluate(s);
 
     /* Write pass: every dirty connection once (when the flush window,
      * ISSUN_FLUSH_US, has passed: events for one recipient share packets). */

@@ -96,6 +96,8 @@ typedef struct conn {
   uint64_t hello_deadline;  /* CS_WAIT_HELLO */
   uint64_t last_rx_frame;   /* liveness (protocol section 5) */
   uint64_t last_tx_stream;  /* heartbeat sending */
+  uint64_t last_deliv_ns;   /* flush window: when the last event was queued to us */
+  uint32_t deliv_gap_us;    /* flush window: moving average of the gaps between them */
   uint64_t close_deadline;  /* CS_CLOSING / CS_DRAINING */
   uint64_t started_ns;      /* connection accepted */
   uint64_t session_ns;      /* ACK sent */
@@ -155,6 +157,9 @@ struct srv {
   int use_gso, use_gro;
   uint64_t timer_armed; /* timerfd deadline currently set (0 = none) */
   uint64_t flush_due;   /* flush window: no write pass before this (0 = nothing dirty) */
+  int flush_active;     /* flush window in force (ISSUN_FLUSH_MODE, flush_evaluate) */
+  uint64_t flush_eval_at, flush_last_eval; /* next and last flush_evaluate */
+  uint64_t flush_all, flush_hot; /* deliveries since then: all, and to hot connections */
   uint64_t next_reap;   /* next safety-net scan for dead connections */
   uint32_t ndead;       /* connections marked CS_DEAD, not yet freed */
 

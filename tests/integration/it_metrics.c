@@ -522,6 +522,64 @@ static void test_slow_client_dropped_without_stalling(void **state) {
   assert_int_equal(metric("issun_metrics_http_dropped_total{reason=\"timeout\"}"), before + 1);
 }
 
+/* ---- flush window ------------------------------------------------------- */
+
+/* Sends one broadcast from each of the n clients every period_ms for
+ * ms milliseconds (or until the flush window gauge reads `until`, when
+ * until >= 0), polling them in between; returns the events sent. */
+static size_t pace(itc *const *cs, size_t n, int period_ms, int ms, int until) {
+  size_t sent = 0;
+  uint64_t start = it_now_ms(), next = start, next_scrape = start + 100;
+  while (it_now_ms() - start < (uint64_t)ms) {
+    uint64_t now = it_now_ms();
+    if (now >= next) {
+      for (size_t i = 0; i < n; i++, sent++)
+        send_ev(cs[i], "m::Tick", ISSUN_SCOPE_BROADCAST, 0);
+      next += (uint64_t)period_ms;
+    }
+    if (until >= 0 && now >= next_scrape) {
+      next_scrape = now + 100;
+      if (metric("issun_flush_window_active") == until)
+        break;
+    }
+    it_poll(1, cs, n);
+  }
+  return sent;
+}
+
+static void test_flush_window_follows_traffic(void **state) {
+  /* Default settings: a 1 ms window in auto mode. */
+  assert_int_equal(metric("issun_flush_window_active"), 0);
+  double secs0 = metric("issun_flush_window_seconds_total");
+  itc *cs[8];
+  char name[8];
+  for (int i = 0; i < 8; i++) {
+    snprintf(name, sizeof name, "f%d", i);
+    cs[i] = itc_new(&srv, name, NULL);
+  }
+
+  /* Four players at 30 Hz: each gets an event every 11 ms, which a 1 ms
+   * window could not pack.  A second of it never turns the window on. */
+  size_t sent = pace(cs, 4, 33, 1000, -1);
+  assert_true(sent >= 40);
+  /* every event reaches the seven others */
+  assert_true(IT_WAIT(5000, cs[7]->nev == sent, cs[0], cs[1], cs[2], cs[3], cs[4], cs[5], cs[6],
+                      cs[7]));
+  assert_int_equal(metric("issun_flush_window_active"), 0);
+  assert_true(metric("issun_flush_window_seconds_total") == secs0);
+
+  /* Eight players every 2 ms: each gets seven events per 2 ms.  The
+   * window comes on within a few decisions (one per 100 ms)... */
+  pace(cs, 8, 2, 10000, 1);
+  assert_int_equal(metric("issun_flush_window_active"), 1);
+  /* ...and goes off once the traffic stops. */
+  assert_true(WAIT_METRIC("issun_flush_window_active", 0, 5000, cs[0], cs[1], cs[2], cs[3], cs[4],
+                          cs[5], cs[6], cs[7]));
+  assert_true(metric("issun_flush_window_seconds_total") > secs0);
+  for (int i = 0; i < 8; i++)
+    itc_free(cs[i]);
+}
+
 /* ---- shutdown ----------------------------------------------------------- */
 
 static void test_health_503_while_shutting_down(void **state) {
@@ -594,6 +652,7 @@ int main(void) {
       cmocka_unit_test(test_paths_methods_and_bad_requests),
       cmocka_unit_test(test_connection_limit),
       cmocka_unit_test(test_slow_client_dropped_without_stalling),
+      cmocka_unit_test(test_flush_window_follows_traffic),
       cmocka_unit_test(test_health_503_while_shutting_down),
       cmocka_unit_test(test_metrics_port_in_use_is_a_clear_error),
   };

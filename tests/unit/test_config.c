@@ -35,6 +35,7 @@ static const char *const all_vars[] = {
     "ISSUN_MAX_FRAME_PAYLOAD",
     "ISSUN_SLOW_CONSUMER_BYTES",
     "ISSUN_FLUSH_US",
+    "ISSUN_FLUSH_MODE",
     "ISSUN_METRICS_PORT",
     "ISSUN_METRICS_ADDR",
     "ISSUN_LOG",
@@ -118,7 +119,8 @@ static void check_defaults(const srv_config *c) {
   assert_int_equal(c->max_events_per_sec, 100);
   assert_int_equal(c->max_frame_payload, 65536);
   assert_int_equal(c->slow_consumer_bytes, 1048576);
-  assert_int_equal(c->flush_us, 0);
+  assert_int_equal(c->flush_us, 1000);
+  assert_int_equal(c->flush_mode, CFG_FLUSH_AUTO);
   assert_int_equal(c->metrics_port, 9090);
   assert_string_equal(c->metrics_addr, "");
   assert_int_equal(c->log_level, LOG_LVL_INFO);
@@ -154,6 +156,7 @@ static void test_each_variable(void **state) {
   setenv("ISSUN_MAX_FRAME_PAYLOAD", "2048", 1);
   setenv("ISSUN_SLOW_CONSUMER_BYTES", "5000000000", 1);
   setenv("ISSUN_FLUSH_US", "250", 1);
+  setenv("ISSUN_FLUSH_MODE", "Always", 1);
   setenv("ISSUN_METRICS_PORT", "0", 1);
   setenv("ISSUN_METRICS_ADDR", "127.0.0.1", 1);
   setenv("ISSUN_LOG", "debug", 1);
@@ -177,6 +180,7 @@ static void test_each_variable(void **state) {
   assert_int_equal(c.max_frame_payload, 2048);
   assert_true(c.slow_consumer_bytes == UINT64_C(5000000000));
   assert_int_equal(c.flush_us, 250);
+  assert_int_equal(c.flush_mode, CFG_FLUSH_ALWAYS);
   assert_int_equal(c.metrics_port, 0);
   assert_string_equal(c.metrics_addr, "127.0.0.1");
   assert_int_equal(c.log_level, LOG_LVL_DEBUG);
@@ -230,6 +234,7 @@ static void test_every_flag(void **state) {
                         "--slow-consumer-bytes=17",
                         "--flush-us",
                         "1000000",
+                        "--flush-mode=always",
                         "--metrics-port=65535",
                         "--metrics-addr",
                         "[::1]",
@@ -258,6 +263,7 @@ static void test_every_flag(void **state) {
   assert_int_equal(c.max_frame_payload, 16777216);
   assert_int_equal(c.slow_consumer_bytes, 17);
   assert_int_equal(c.flush_us, 1000000);
+  assert_int_equal(c.flush_mode, CFG_FLUSH_ALWAYS);
   assert_int_equal(c.metrics_port, 65535);
   assert_string_equal(c.metrics_addr, "::1");
   assert_int_equal(c.log_level, LOG_LVL_TRACE);
@@ -368,6 +374,7 @@ static const struct bad bad_values[] = {
     {"ISSUN_SLOW_CONSUMER_BYTES", "--slow-consumer-bytes", "0"},
     {"ISSUN_SLOW_CONSUMER_BYTES", "--slow-consumer-bytes", "1MB"},
     {"ISSUN_FLUSH_US", "--flush-us", "1000001"},
+    {"ISSUN_FLUSH_MODE", "--flush-mode", "never"},
     {"ISSUN_METRICS_PORT", "--metrics-port", "65536"},
     {"ISSUN_METRICS_PORT", "--metrics-port", "http"},
     {"ISSUN_METRICS_ADDR", "--metrics-addr", "localhost"},
@@ -727,6 +734,8 @@ static void test_help(void **state) {
       "ISSUN_SLOW_CONSUMER_BYTES",
       "--flush-us",
       "ISSUN_FLUSH_US",
+      "--flush-mode",
+      "ISSUN_FLUSH_MODE",
       "--metrics-port",
       "ISSUN_METRICS_PORT",
       "--metrics-addr",
