@@ -70,11 +70,13 @@ static int clear_env(void **state) {
 
 /* Runs cfg_load over defaults with argv = {"issun-server", args..., NULL}. */
 static int load_args(srv_config *c, char *err, size_t errlen, const char *const *args) {
-  char *argv[32];
+  char *argv[64];
   int argc = 0;
   argv[argc++] = "issun-server";
-  for (; args && *args; args++)
+  for (; args && *args; args++) {
+    assert_true(argc < (int)(sizeof argv / sizeof argv[0]) - 1);
     argv[argc++] = (char *)*args;
+  }
   argv[argc] = NULL;
   cfg_defaults(c);
   err[0] = '\0';
