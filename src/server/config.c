@@ -139,6 +139,25 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* A setting that takes one word of a list (any case): *out = its index,
+ * which is its enum value.  Otherwise an error that names the list. */
+static int pick_word(const char *name, const char *val, const char *what,
+                     const char *const *words, int n, int *out, char *err, size_t errlen) {
+  for (int i = 0; i < n; i++) {
+    if (strcasecmp(val, words[i]) == 0) {
+      *out = i;
+      return 0;
+    }
+  }
+  char list[128] = "";
+  size_t used = 0;
+  for (int i = 0; i < n && used < sizeof list; i++)
+    used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
+                             i == 0 ? "" : i == n - 1 ? " or " : ", ", words[i]);
+  set_err(err, errlen, "%s: '%s' is not a %s (expected %s)", name, val, what, list);
+  return -1;
+}
+
 /* ---- value parsers ------------------------------------------------------ */
 
 /* Whole decimal number: digits only, no sign, no spaces.  0 or -1. */
@@ -611,39 +630,18 @@ static int apply(srv_config *c, const struct opt *o, const char *name, const cha
     memset(buf, 0, sizeof(buf));
     return 0;
   }
-  case K_RETRY:
-    if (strcasecmp(val, "auto") == 0) {
-      c->retry_mode = CFG_RETRY_AUTO;
-    } else if (strcasecmp(val, "always") == 0) {
-      c->retry_mode = CFG_RETRY_ALWAYS;
-    } else if (strcasecmp(val, "never") == 0) {
-      c->retry_mode = CFG_RETRY_NEVER;
-    } else {
-      set_err(err, errlen, "%s: '%s' is not a Retry mode (expected auto, always or never)", name,
-              val);
-      return -1;
-    }
-    return 0;
-  case K_FLUSH:
-    if (strcasecmp(val, "auto") == 0) {
-      c->flush_mode = CFG_FLUSH_AUTO;
-    } else if (strcasecmp(val, "always") == 0) {
-      c->flush_mode = CFG_FLUSH_ALWAYS;
-    } else {
-      set_err(err, errlen, "%s: '%s' is not a flush mode (expected auto or always)", name, val);
-      return -1;
-    }
-    return 0;
-  case K_LOGFMT:
-    if (strcasecmp(val, "text") == 0) {
-      c->log_format = LOG_FMT_TEXT;
-    } else if (strcasecmp(val, "json") == 0) {
-      c->log_format = LOG_FMT_JSON;
-    } else {
-      set_err(err, errlen, "%s: '%s' is not a log format (expected text or json)", name, val);
-      return -1;
-    }
-    return 0;
+  case K_RETRY: {
+    static const char *const words[] = {"auto", "always", "never"}; /* enum cfg_retry */
+    return pick_word(name, val, "Retry mode", words, 3, &c->retry_mode, err, errlen);
+  }
+  case K_FLUSH: {
+    static const char *const words[] = {"auto", "always"}; /* enum cfg_flush */
+    return pick_word(name, val, "flush mode", words, 2, &c->flush_mode, err, errlen);
+  }
+  case K_LOGFMT: {
+    static const char *const words[] = {"text", "json"}; /* enum cfg_log_format */
+    return pick_word(name, val, "log format", words, 2, &c->log_format, err, errlen);
+  }
   }
   return -1;
 }
