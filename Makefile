@@ -5,6 +5,8 @@
 #   make fuzz    build the libFuzzer targets with clang and run each briefly
 #   make valgrind  the whole suite (tests and the servers they start) under memcheck
 #   make bench   release build; room, fanout, unreliable, connect -> bench-results/
+#   make bench-compare  the same workloads on the relay and on NATS over TLS, side by side
+#   make bench-instr    instructions per delivery under callgrind (fanout, room, global)
 #   make install PREFIX=/usr/local
 
 BUILD      ?= build
@@ -13,7 +15,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECS  ?= 30
 CTEST_ARGS ?=
 
-.PHONY: all deps build release run test asan fuzz bench bench-compare valgrind install format clean
+.PHONY: all deps build release run test asan fuzz bench bench-compare bench-instr valgrind install format clean
 
 all: build
 
@@ -47,6 +49,10 @@ bench: deps
 
 bench-compare: deps
 	@BUILD_DIR=$(BUILD)/bench scripts/bench-compare.sh $(WORKLOADS)
+
+bench-instr:
+	@scripts/deps.sh test
+	@BUILD_DIR=$(BUILD)/bench scripts/bench-instr.sh $(WORKLOADS)
 
 valgrind:
 	@scripts/deps.sh test

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# make bench-instr: the relay's user-space instructions per delivered event,
+# counted by valgrind's callgrind.  CPU time moves by up to ±25% between
+# sittings on a shared VM; instruction counts move by a few percent, so an
+# A/B of a code change can be read from one run each.  The kernel's share
+# (send and receive system calls, about half of a delivery's cost) is not
+# counted: compare these numbers with each other, not with µs.
+#
+#   scripts/bench-instr.sh [WORKLOAD...]     default: fanout room global
+#
+# For every workload: a fresh issun-server under callgrind (metrics on a free
+# port), issun-load with a small version of the workload (callgrind runs the
+# server about 50 times slower), a warm-up until events flow plus 1 s, then
+# the counters are zeroed, the window (INSTR_SECONDS, default 5) runs, and
+# they are dumped.  Deliveries in the window come from the server's own
+# issun_event_deliveries_total, read at both ends, and so do the packets
+# (sent plus received): instructions per packet hold steadier than per
+# delivery, which also moves with how many events share a packet.  Writes
+#   bench-results/instr-<workload>-<UTC time>.callgrind   callgrind_annotate can read it
+#   bench-results/instr-<workload>-<UTC time>.json        the JSON line, also on stdout
+# Environment: BUILD_DIR (default build/bench, Release); SERVER and LOAD
+# (binaries to use instead of building them); BENCH_OUT (default
+# bench-results); INSTR_ARGS (issun-load arguments replacing the workload's
+# small defaults); INSTR_SECONDS; BENCH_SERVER_ENV (extra VAR=value for the
+# server, e.g. LD_LIBRARY_PATH=DIR for an ngtcp2 built with symbols, so that
+# its static functions get names instead of addresses).
+set -u
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build/bench}
+OUT=${BENCH_OUT:-$ROOT/bench-results}
+WINDOW=${INSTR_SECONDS:-5}
+WORKLOADS=("$@")
+[ ${#WORKLOADS[@]} -eq 0 ] && WORKLOADS=(fanout room global)
+
+command -v valgrind >/dev/null || { echo "bench-instr: valgrind not found (scripts/deps.sh test)" >&2; exit 1; }
+command -v callgrind_control >/dev/null || { echo "bench-instr: callgrind_control not found" >&2; exit 1; }
+command -v curl >/dev/null || { echo "bench-instr: curl not found" >&2; exit 1; }
+
+if [ -z "${SERVER:-}" ]; then
+  cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DISSUN_BUILD_TESTS=OFF >/dev/null || exit 1
+  cmake --build "$BUILD_DIR" -j 2 --target issun-server issun-load >/dev/null || exit 1
+  SERVER=$BUILD_DIR/issun-server
+fi
+LOAD=${LOAD:-$BUILD_DIR/tools/issun-load/issun-load}
+[ -x "$SERVER" ] || { echo "bench-instr: no server at $SERVER" >&2; exit 1; }
+[ -x "$LOAD" ] || { echo "bench-instr: no issun-load at $LOAD" >&2; exit 1; }
+mkdir -p "$OUT"
+
+# Small versions: about 2,000 deliveries/s, which the server keeps up with
+# under callgrind.
+small_args() {
+  case $1 in
+    fanout) echo "--clients 20 --rate 5" ;;
+    room | unreliable) echo "--clients 24" ;;
+    global) echo "--clients 20 --rate 5" ;;
+    *) echo "bench-instr: no small version of '$1' (room, unreliable, fanout, global)" >&2; return 1 ;;
+  esac
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+SPID="" LPID="" TMP=""
+cleanup() {
+  for p in $LPID $SPID; do kill "$p" 2>/dev/null; done
+  for p in $LPID $SPID; do wait "$p" 2>/dev/null; done
+  [ -n "$TMP" ] && rm -rf "$TMP"
+  SPID="" LPID="" TMP=""
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_for SECONDS CONDITION: polls the shell CONDITION every 100 ms.
+wait_for() {
+  local end=$((SECONDS + $1))
+  until eval "$2"; do
+    [ $SECONDS -lt $end ] || return 1
+    kill -0 "$SPID" 2>/dev/null || return 1
+    sleep 0.1 # polling interval, not a fixed wait
+  done
+}
+
+RC=0
+for wl in "${WORKLOADS[@]}"; do
+  args=${INSTR_ARGS:-$(small_args "$wl")} || { RC=1; continue; }
+  stamp=$(date -u +%Y%m%dT%H%M%SZ)
+  TMP=$(mktemp -d /tmp/issun-instr.XXXXXX)
+  mport=$(free_port)
+  # shellcheck disable=SC2086
+  env ISSUN_BIND_ADDR=127.0.0.1:0 ISSUN_METRICS_PORT="$mport" ISSUN_METRICS_ADDR=127.0.0.1 \
+    ISSUN_MAX_CLIENTS=10000 ISSUN_MAX_CONNS_PER_IP=0 ISSUN_MAX_HANDSHAKES_PER_IP=0 \
+    ISSUN_MAX_EVENTS_PER_SEC=100000 ISSUN_RETRY=never ${BENCH_SERVER_ENV:-} \
+    valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" "$SERVER" >"$TMP/server.log" 2>&1 &
+  SPID=$!
+  # counter NAME: one sample of the server's /metrics
+  counter() {
+    curl -sf "http://127.0.0.1:$mport/metrics" | awk -v n="$1" '$1 == n {print $2}'
+  }
+  deliveries() { counter issun_event_deliveries_total; }
+  packets() {
+    curl -sf "http://127.0.0.1:$mport/metrics" |
+      awk '$1 == "issun_packets_sent_total" || $1 == "issun_packets_received_total" {s += $2} END {print s}'
+  }
+  if ! wait_for 60 'grep -q "Relay server listening on addr=" "$TMP/server.log" && [ -n "$(deliveries)" ]'; then
+    echo "bench-instr: $wl: the server did not start under callgrind" >&2
+    tail -n 20 "$TMP/server.log" >&2
+    cleanup
+    RC=1
+    continue
+  fi
+  addr=$(grep -o 'Relay server listening on addr=[0-9.:]*' "$TMP/server.log" | head -n1 | cut -d= -f2)
+  fp=$(grep -o 'sha256=[0-9A-Fa-f:]*' "$TMP/server.log" | head -n1 | cut -d= -f2)
+  # issun-load runs past the window: connect, warm-up, window, and a margin.
+  # shellcheck disable=SC2086
+  "$LOAD" --workload "$wl" --server "$addr" --pin "$fp" $args --seconds $((WINDOW + 30)) \
+    >"$TMP/load.json" 2>"$TMP/load.log" &
+  LPID=$!
+  # Warm-up: events flowing, then one more second.
+  if ! wait_for 120 '[ "$(deliveries)" -gt 0 ] 2>/dev/null'; then
+    echo "bench-instr: $wl: no deliveries (issun-load log below)" >&2
+    tail -n 20 "$TMP/load.log" >&2
+    cleanup
+    RC=1
+    continue
+  fi
+  sleep 1 # warm-up length
+  d0=$(deliveries) p0=$(packets)
+  callgrind_control -z "$SPID" >/dev/null 2>&1
+  sleep "$WINDOW" # the measured window
+  callgrind_control -d "$SPID" >/dev/null 2>&1
+  d1=$(deliveries) p1=$(packets)
+  kill "$LPID" 2>/dev/null
+  wait "$LPID" 2>/dev/null
+  LPID=""
+  dump=$(ls "$TMP"/cg.out.* 2>/dev/null | head -n1)
+  if [ -z "$dump" ] || [ -z "$d0" ] || [ -z "$d1" ]; then
+    echo "bench-instr: $wl: no callgrind dump or no delivery count" >&2
+    cleanup
+    RC=1
+    continue
+  fi
+  cp "$dump" "$OUT/instr-$wl-$stamp.callgrind"
+  python3 "$ROOT/scripts/callgrind-summary.py" "$dump" --workload "$wl" \
+    --deliveries $((d1 - d0)) --packets $((p1 - p0)) --seconds "$WINDOW" --args "$args" \
+    --server-env "${BENCH_SERVER_ENV:-}" >"$OUT/instr-$wl-$stamp.json" || RC=1
+  cat "$OUT/instr-$wl-$stamp.json"
+  cleanup
+done
+exit $RC
