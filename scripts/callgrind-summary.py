@@ -18,11 +18,12 @@ import sys
 
 
 def parse(path):
-    """Returns ({(object, function): self Ir}, total Ir from the summary)."""
+    """Returns ({(object, function): self Ir}, total Ir, the profiled program)."""
     names = {"ob": {}, "fn": {}, "fl": {}}
     cur = {"ob": "?", "fn": "?"}
     self_cost = {}
     total = None
+    program = ""
     skip_next = False  # the line after calls= is the callee's inclusive cost
     name_re = re.compile(r"^(c?)(ob|fn|fl|fi|fe)=(?:\((\d+)\))?\s*(.*)$")
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -41,6 +42,9 @@ def parse(path):
                 if not called and kind in ("ob", "fn"):
                     cur[kind] = name
                 continue
+            if line.startswith("cmd:"):
+                program = line.split()[1] if len(line.split()) > 1 else ""
+                continue
             if line.startswith("calls="):
                 skip_next = True
                 continue
@@ -55,12 +59,12 @@ def parse(path):
                 if len(parts) >= 2:
                     key = (cur["ob"], cur["fn"])
                     self_cost[key] = self_cost.get(key, 0) + int(parts[1])
-    return self_cost, total
+    return self_cost, total, program
 
 
-def group_of(obj):
+def group_of(obj, program):
     base = os.path.basename(obj)
-    if base.startswith("issun-server"):
+    if obj == program or base.startswith("issun-server"):
         return "relay"
     if base.startswith("libngtcp2"):
         return "ngtcp2"
@@ -85,7 +89,7 @@ def main():
     if a.deliveries <= 0:
         print("callgrind-summary: no deliveries in the window", file=sys.stderr)
         return 1
-    costs, total = parse(a.dump)
+    costs, total, program = parse(a.dump)
     counted = sum(costs.values())
     if total is None:
         total = counted
@@ -94,7 +98,7 @@ def main():
         return 1
     groups = {}
     for (obj, _fn), ir in costs.items():
-        g = group_of(obj)
+        g = group_of(obj, program)
         groups[g] = groups.get(g, 0) + ir
     top = sorted(costs.items(), key=lambda kv: kv[1], reverse=True)[: a.top]
     out = {

@@ -97,7 +97,7 @@ void evbuf_unref(evbuf *b) {
 
 static uint64_t cid_key(const uint8_t *cid, size_t len) {
   uint64_t k = 0;
-  for (size_t i = 0; i < len && i < 8; i++) k |= (uint64_t)cid[i] << (8 * i);
+  memcpy(&k, cid, len < 8 ? len : 8); /* one load, not a byte loop: once per packet */
   k ^= (uint64_t)len << 56;
   return k ? k : 1;
 }
@@ -964,6 +964,27 @@ typedef struct rxbufs {
   socklen_t bound_len[2];
 } rxbufs;
 
+/* Entry i ready for the next recvmmsg: the lengths the kernel rewrote. */
+static void rx_reset(rxbufs *rb, int i) {
+  rb->mh[i].msg_hdr.msg_namelen = sizeof rb->from[i];
+  rb->mh[i].msg_hdr.msg_controllen = sizeof rb->ctl[i];
+  rb->mh[i].msg_hdr.msg_flags = 0;
+}
+
+/* Points every receive header at its buffers, once per srv_run. */
+static void rx_init(rxbufs *rb) {
+  for (int i = 0; i < RX_BATCH; i++) {
+    rb->iov[i].iov_base = rb->data + (size_t)i * RX_BUF;
+    rb->iov[i].iov_len = RX_BUF;
+    memset(&rb->mh[i].msg_hdr, 0, sizeof rb->mh[i].msg_hdr);
+    rb->mh[i].msg_hdr.msg_name = &rb->from[i];
+    rb->mh[i].msg_hdr.msg_iov = &rb->iov[i];
+    rb->mh[i].msg_hdr.msg_iovlen = 1;
+    rb->mh[i].msg_hdr.msg_control = rb->ctl[i];
+    rx_reset(rb, i);
+  }
+}
+
 static void read_socket(srv *s, rxbufs *rb, int fdi) {
   int fd = s->fds[fdi];
   /* The bound address never changes: ask once per srv_run, not per turn. */
@@ -975,17 +996,8 @@ static void read_socket(srv *s, rxbufs *rb, int fdi) {
   struct sockaddr_storage bound = rb->bound[fdi];
   socklen_t bound_len = rb->bound_len[fdi];
   for (int rounds = 0; rounds < 64; rounds++) {
-    for (int i = 0; i < RX_BATCH; i++) {
-      rb->iov[i].iov_base = rb->data + (size_t)i * RX_BUF;
-      rb->iov[i].iov_len = RX_BUF;
-      memset(&rb->mh[i].msg_hdr, 0, sizeof rb->mh[i].msg_hdr);
-      rb->mh[i].msg_hdr.msg_name = &rb->from[i];
-      rb->mh[i].msg_hdr.msg_namelen = sizeof rb->from[i];
-      rb->mh[i].msg_hdr.msg_iov = &rb->iov[i];
-      rb->mh[i].msg_hdr.msg_iovlen = 1;
-      rb->mh[i].msg_hdr.msg_control = rb->ctl[i];
-      rb->mh[i].msg_hdr.msg_controllen = sizeof rb->ctl[i];
-    }
+    /* The headers are set up once (rx_init); a call rewrites only the
+     * lengths of the entries it fills, which are reset after use below. */
     int n = recvmmsg(fd, rb->mh, RX_BATCH, MSG_DONTWAIT, NULL);
     if (n <= 0) return;
     for (int i = 0; i < n; i++) {
@@ -1001,6 +1013,7 @@ static void read_socket(srv *s, rxbufs *rb, int fdi) {
         handle_packet(s, fd, (struct sockaddr *)&local, local_len,
                       (struct sockaddr *)&rb->from[i], rb->mh[i].msg_hdr.msg_namelen, p + off, l);
       }
+      rx_reset(rb, i);
     }
     if (n < RX_BATCH) return;
   }
@@ -1262,6 +1275,7 @@ int srv_run(srv *s) {
     return -1;
   }
   rb->data = rxmem;
+  rx_init(rb);
   tb->arena = arena;
   tb->cap = arena_cap;
   tb->used = 0;
