@@ -654,10 +654,15 @@ uint64_t ic_conn_expiry_ms(issun_client *c) {
     return UINT64_MAX;
   ngtcp2_tstamp e = ngtcp2_conn_get_expiry(c->conn);
   if (c->ack_hold) {
+    /* A write is being held: wake when the hold ends, or for the loss
+     * timer if it comes first.  Not for ngtcp2's ACK timer, which is what
+     * the hold postpones (it is part of ngtcp2's expiry until handled).
+     * Not later either: once ngtcp2 has handled that timer, its expiry may
+     * be its idle timeout, and the held ACK would then wait for the next
+     * packet in, or for the peer's PTO. */
     ngtcp2_conn_stat st;
     ngtcp2_conn_get_conn_stat(c->conn, &st);
-    uint64_t u = e > c->ack_hold_until ? e : c->ack_hold_until;
-    e = u < st.loss_detection_timer ? u : st.loss_detection_timer;
+    e = c->ack_hold_until < st.loss_detection_timer ? c->ack_hold_until : st.loss_detection_timer;
   }
   if (e == UINT64_MAX)
     return UINT64_MAX;

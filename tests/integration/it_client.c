@@ -236,12 +236,53 @@ static void test_ack_delay_bounds_acks(void **state) {
   itc_free(b);
 }
 
+/* A held ACK goes when the hold ends, even when the client blocks in
+ * issun_client_poll and nothing else arrives: b gets two events about 1 ms
+ * apart (so ngtcp2's own ACK timer has fired during the hold), then waits.
+ * Its ACK must leave before any packet from the relay prompts it: the
+ * relay's retransmission timer is at least 25 ms (our max_ack_delay) and
+ * the hold 10 ms.  It once slept past the hold until the relay's probe. */
+static void test_held_ack_goes_at_hold_end(void **state) {
+  (void)state;
+  itc *a = itc_new(&srv, "a", NULL);
+  itc *b = itc_new(&srv, "b", &(itc_opts){.ack_delay_ms = 10});
+  uint64_t idb = issun_client_node_id(b->c);
+  itc *const both[] = {a, b};
+  it_poll(50, both, 2); /* let the connect's own packets settle */
+  uint64_t r0 = received(b);
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(issun_client_send(a->c, "ack::Tick", ISSUN_SCOPE_TARGETED, idb,
+                                       ISSUN_RELIABLE, "t", 1, NULL),
+                     0);
+    assert_true(IT_WAIT(2000, received(b) - r0 == (uint64_t)i + 1, a, b));
+    if (i == 0) {
+      uint64_t until = it_now_ms() + 1;
+      while (it_now_ms() < until) it_poll(1, both, 2);
+    }
+  }
+  issun_client_stats st0 = stats_of(b);
+  uint64_t t0 = it_now_ms();
+  issun_client_stats st = st0;
+  while (st.packets_sent == st0.packets_sent && it_now_ms() - t0 < 2000) {
+    assert_int_equal(issun_client_poll(b->c, 100), 0);
+    st = stats_of(b);
+  }
+  print_message("b: ACK after %llu ms; packets in meanwhile %llu\n",
+                (unsigned long long)(it_now_ms() - t0),
+                (unsigned long long)(st.packets_received - st0.packets_received));
+  assert_true(st.packets_sent > st0.packets_sent);
+  assert_int_equal(st.packets_received, st0.packets_received);
+  itc_free(a);
+  itc_free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bus_end_to_end),
       cmocka_unit_test(test_events_queued_while_disconnected),
       cmocka_unit_test(test_server_restart_keeps_node_id),
       cmocka_unit_test(test_ack_delay_bounds_acks),
+      cmocka_unit_test(test_held_ack_goes_at_hold_end),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
