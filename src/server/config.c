@@ -118,6 +118,9 @@ static const struct opt opts[] = {
      "NATS user credentials file (.creds) for clustering"},
     {"nats-ca", "PATH", "ISSUN_NATS_CA", K_PATH, OFF(nats_ca), 0, 0, "none",
      "CA certificates (PEM) to verify the NATS servers with; turns TLS to NATS on"},
+    {"qlog-dir", "DIR", "ISSUN_QLOG_DIR", K_PATH, OFF(qlog_dir), 0, 0, "none",
+     "debugging: write a qlog trace (JSON-SEQ) of every QUIC connection into DIR, one file "
+     "each; they grow with the traffic, so only while looking for a problem"},
     {"nats-replicas", "N", "ISSUN_NATS_REPLICAS", K_U32, OFF(nats_replicas), 1, 5, "1",
      "replicas of the cluster's JetStream key-value buckets (1 to 5; 3 on a 3-node NATS "
      "cluster survives the loss of one node)"},

@@ -62,6 +62,7 @@ typedef struct srv_config {
   char nats_url[CFG_PATH_MAX];    /* ISSUN_NATS_URL / --nats-url, "nats://h1:4222,nats://h2:4222" */
   char nats_creds[CFG_PATH_MAX];  /* ISSUN_NATS_CREDS / --nats-creds, a NATS .creds file */
   char nats_ca[CFG_PATH_MAX];     /* ISSUN_NATS_CA / --nats-ca, CA bundle: TLS to NATS */
+  char qlog_dir[CFG_PATH_MAX];    /* ISSUN_QLOG_DIR / --qlog-dir, "": no qlog */
   uint32_t nats_replicas;         /* ISSUN_NATS_REPLICAS / --nats-replicas, 1 (1 to 5) */
   uint32_t cluster_expiry_ms;     /* ISSUN_CLUSTER_EXPIRY / --cluster-expiry, 5 s */
 } srv_config;

@@ -392,6 +392,7 @@ static void conn_free(conn *c) {
   if (c->all_next) c->all_next->all_prev = c->all_prev;
   if (c->ip_counted) guard_conn_gone(s, (const struct sockaddr *)&c->remote);
   if (c->q) ngtcp2_conn_del(c->q);
+  if (c->qlog) fclose(c->qlog);
   if (c->tls) gnutls_deinit(c->tls);
   txq_free(&c->tx);
   dgq_free(&c->dg);
@@ -400,6 +401,34 @@ static void conn_free(conn *c) {
   free(c->close_pkt);
   s->nconns--;
   free(c);
+}
+
+/* ISSUN_QLOG_DIR: ngtcp2 hands us its trace in pieces. */
+static void qlog_write_cb(void *user_data, uint32_t flags, const void *data, size_t len) {
+  conn *c = user_data;
+  (void)flags;
+  if (c->qlog && fwrite(data, 1, len, c->qlog) != len) {
+    fclose(c->qlog); /* disk full or the like: stop tracing this one */
+    c->qlog = NULL;
+  }
+}
+
+/* Opens <qlog_dir>/<original DCID in hex>-<n>.sqlog (n keeps names unique
+ * when a client reuses a DCID).  The name holds only hex digits and a
+ * counter, whatever the client sent.  NULL when it cannot be opened. */
+static FILE *qlog_open(srv *s, const ngtcp2_cid *odcid) {
+  static uint64_t seq;
+  char hex[2 * NGTCP2_MAX_CIDLEN + 1];
+  for (size_t i = 0; i < odcid->datalen && i < NGTCP2_MAX_CIDLEN; i++)
+    snprintf(hex + 2 * i, 3, "%02x", odcid->data[i]);
+  hex[2 * (odcid->datalen < NGTCP2_MAX_CIDLEN ? odcid->datalen : NGTCP2_MAX_CIDLEN)] = '\0';
+  char path[CFG_PATH_MAX + 80];
+  snprintf(path, sizeof path, "%s/%s-%llu.sqlog", s->cfg.qlog_dir, hex,
+           (unsigned long long)++seq);
+  FILE *f = fopen(path, "we");
+  if (!f)
+    LOG_WARN(&s->log, "qlog file not opened", "path=%s error=\"%s\"", path, strerror(errno));
+  return f;
 }
 
 static conn *conn_new(srv *s, int fd, const ngtcp2_pkt_hd *hd, const struct sockaddr *local,
@@ -434,6 +463,10 @@ static conn *conn_new(srv *s, int fd, const ngtcp2_pkt_hd *hd, const struct sock
   ngtcp2_settings settings;
   ngtcp2_settings_default(&settings);
   settings.initial_ts = s->now;
+  if (s->cfg.qlog_dir[0] && (c->qlog = qlog_open(s, &hd->dcid)) != NULL) {
+    settings.qlog.write = qlog_write_cb;
+    settings.qlog.odcid = hd->dcid;
+  }
   settings.max_tx_udp_payload_size = SRV_MAX_PKT;
   settings.handshake_timeout = (uint64_t)s->cfg.handshake_timeout_ms * NGTCP2_MILLISECONDS;
   settings.cc_algo = NGTCP2_CC_ALGO_CUBIC;
@@ -482,6 +515,7 @@ fail:
   for (int i = 0; i < c->ncids; i++) u64map_del(&s->by_cid, cid_key(c->cids[i], c->cid_lens[i]));
   if (c->q) ngtcp2_conn_del(c->q);
   if (c->tls) gnutls_deinit(c->tls);
+  if (c->qlog) fclose(c->qlog);
   free(c);
   return NULL;
 }
@@ -1153,6 +1187,16 @@ int srv_new(srv **out, const srv_config *cfg, char *err, size_t errlen) {
     snprintf(err, errlen, "ISSUN_CERT_PATH/ISSUN_KEY_PATH (--cert/--key): %s", why);
     srv_free(s);
     return -1;
+  }
+  if (cfg->qlog_dir[0]) {
+    if (access(cfg->qlog_dir, W_OK | X_OK) != 0) {
+      snprintf(err, errlen, "ISSUN_QLOG_DIR (--qlog-dir): cannot write to %s: %s", cfg->qlog_dir,
+               strerror(errno));
+      srv_free(s);
+      return -1;
+    }
+    LOG_WARN(&s->log, "Writing a qlog trace of every connection (debugging)", "dir=%s",
+             cfg->qlog_dir);
   }
   if (generated) {
     LOG_WARN(&s->log, "No certificate found; using an in-memory self-signed certificate",

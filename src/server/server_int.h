@@ -9,6 +9,7 @@
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "proto/proto.h"
@@ -130,6 +131,7 @@ typedef struct conn {
   dgq dg;
   int dirty;       /* in srv.dirty */
   struct conn *dirty_next;
+  FILE *qlog;               /* ISSUN_QLOG_DIR: this connection's trace, or NULL */
   uint64_t close_code; /* application error code when closing */
   int close_app;       /* close with an application error */
   int close_pending;   /* write CONNECTION_CLOSE on the next write pass */

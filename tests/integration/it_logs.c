@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,11 +153,57 @@ static void test_text_lines_by_default(void **state) {
   assert_true(lines < 20);
 }
 
+/* ISSUN_QLOG_DIR: one qlog trace per QUIC connection, in JSON-SEQ, with
+ * the packets both ways; the server says it is tracing. */
+static void test_qlog_dir_traces_connections(void **state) {
+  char dir[] = "/tmp/issun-qlog-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char envq[64];
+  snprintf(envq, sizeof envq, "ISSUN_QLOG_DIR=%s", dir);
+  it_server s;
+  const char *env[] = {envq, NULL};
+  assert_int_equal(it_server_start(&s, env), 0);
+  assert_true(it_server_log_has(&s, "Writing a qlog trace of every connection"));
+  char copy[300];
+  exchange(&s, copy, sizeof copy); /* two clients; the server has exited */
+  it_server_stop(&s);
+  unlink(copy);
+  DIR *d = opendir(dir);
+  assert_non_null(d);
+  int files = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.')
+      continue;
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    size_t n = strlen(e->d_name);
+    assert_true(n > 6 && strcmp(e->d_name + n - 6, ".sqlog") == 0);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char buf[1 << 20];
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    static const char head[] = "\x1e{\"qlog_format\":\"JSON-SEQ\"";
+    if (strncmp(buf, head, sizeof head - 1) != 0)
+      fail_msg("%s starts with %.40s", path, buf);
+    assert_non_null(strstr(buf, "\"transport:packet_received\""));
+    assert_non_null(strstr(buf, "\"transport:packet_sent\""));
+    unlink(path);
+    files++;
+  }
+  closedir(d);
+  rmdir(dir);
+  assert_int_equal(files, 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_json_lines_info),
       cmocka_unit_test(test_json_lines_debug_carry_room_ids),
       cmocka_unit_test(test_text_lines_by_default),
+      cmocka_unit_test(test_qlog_dir_traces_connections),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

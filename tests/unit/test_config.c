@@ -54,6 +54,7 @@ static const char *const all_vars[] = {
     "ISSUN_NATS_URL",
     "ISSUN_NATS_CREDS",
     "ISSUN_NATS_CA",
+    "ISSUN_QLOG_DIR",
     "ISSUN_NATS_REPLICAS",
     "ISSUN_CLUSTER_EXPIRY",
     "ISSUN_ALLOW_LEGACY",
@@ -976,18 +977,21 @@ static void test_cluster_settings(void **state) {
   assert_string_equal(c.nats_url, "");
   assert_string_equal(c.nats_creds, "");
   assert_string_equal(c.nats_ca, "");
+  assert_string_equal(c.qlog_dir, "");
   assert_int_equal(c.nats_replicas, 1);
   assert_int_equal(c.cluster_expiry_ms, 5000);
 
   setenv("ISSUN_NATS_URL", "nats://127.0.0.1:4222,nats://127.0.0.1:4223", 1);
   setenv("ISSUN_NATS_CREDS", "/etc/issun/relay.creds", 1);
   setenv("ISSUN_NATS_CA", "/etc/issun/nats-ca.pem", 1);
+  setenv("ISSUN_QLOG_DIR", "/var/tmp/qlog", 1);
   setenv("ISSUN_NATS_REPLICAS", "3", 1);
   setenv("ISSUN_CLUSTER_EXPIRY", "1500ms", 1);
   assert_int_equal(load_env(&c, err, sizeof(err)), 0);
   assert_string_equal(c.nats_url, "nats://127.0.0.1:4222,nats://127.0.0.1:4223");
   assert_string_equal(c.nats_creds, "/etc/issun/relay.creds");
   assert_string_equal(c.nats_ca, "/etc/issun/nats-ca.pem");
+  assert_string_equal(c.qlog_dir, "/var/tmp/qlog");
   assert_int_equal(c.nats_replicas, 3);
   assert_int_equal(c.cluster_expiry_ms, 1500);
 
