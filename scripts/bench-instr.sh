@@ -82,9 +82,28 @@ wait_for() {
   done
 }
 
+# sample: "DELIVERIES PACKETS" (sent plus received) from one scrape of the
+# server's /metrics, empty when it does not answer.
+sample() {
+  curl -sf "http://127.0.0.1:$mport/metrics" | awk '
+    $1 == "issun_event_deliveries_total" {d = $2}
+    $1 == "issun_packets_sent_total" || $1 == "issun_packets_received_total" {p += $2}
+    END {if (d != "") print d, p}'
+}
+deliveries() { sample | cut -d" " -f1; }
+
+# give_up WORKLOAD MESSAGE [LOG]: report, show the log's tail, stop this run.
+give_up() {
+  echo "bench-instr: $1: $2" >&2
+  [ -n "${3:-}" ] && tail -n 20 "$3" >&2
+  cleanup
+  RC=1
+}
+
 RC=0
 for wl in "${WORKLOADS[@]}"; do
   args=${INSTR_ARGS:-$(small_args "$wl")} || { RC=1; continue; }
+  d0="" p0="" d1="" p1=""
   stamp=$(date -u +%Y%m%dT%H%M%SZ)
   TMP=$(mktemp -d /tmp/issun-instr.XXXXXX)
   mport=$(free_port)
@@ -94,20 +113,8 @@ for wl in "${WORKLOADS[@]}"; do
     ISSUN_MAX_EVENTS_PER_SEC=100000 ISSUN_RETRY=never ${BENCH_SERVER_ENV:-} \
     valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" "$SERVER" >"$TMP/server.log" 2>&1 &
   SPID=$!
-  # counter NAME: one sample of the server's /metrics
-  counter() {
-    curl -sf "http://127.0.0.1:$mport/metrics" | awk -v n="$1" '$1 == n {print $2}'
-  }
-  deliveries() { counter issun_event_deliveries_total; }
-  packets() {
-    curl -sf "http://127.0.0.1:$mport/metrics" |
-      awk '$1 == "issun_packets_sent_total" || $1 == "issun_packets_received_total" {s += $2} END {print s}'
-  }
   if ! wait_for 60 'grep -q "Relay server listening on addr=" "$TMP/server.log" && [ -n "$(deliveries)" ]'; then
-    echo "bench-instr: $wl: the server did not start under callgrind" >&2
-    tail -n 20 "$TMP/server.log" >&2
-    cleanup
-    RC=1
+    give_up "$wl" "the server did not start under callgrind" "$TMP/server.log"
     continue
   fi
   addr=$(grep -o 'Relay server listening on addr=[0-9.:]*' "$TMP/server.log" | head -n1 | cut -d= -f2)
@@ -119,26 +126,21 @@ for wl in "${WORKLOADS[@]}"; do
   LPID=$!
   # Warm-up: events flowing, then one more second.
   if ! wait_for 120 '[ "$(deliveries)" -gt 0 ] 2>/dev/null'; then
-    echo "bench-instr: $wl: no deliveries (issun-load log below)" >&2
-    tail -n 20 "$TMP/load.log" >&2
-    cleanup
-    RC=1
+    give_up "$wl" "no deliveries (issun-load log below)" "$TMP/load.log"
     continue
   fi
   sleep 1 # warm-up length
-  d0=$(deliveries) p0=$(packets)
+  read -r d0 p0 < <(sample)
   callgrind_control -z "$SPID" >/dev/null 2>&1
   sleep "$WINDOW" # the measured window
   callgrind_control -d "$SPID" >/dev/null 2>&1
-  d1=$(deliveries) p1=$(packets)
+  read -r d1 p1 < <(sample)
   kill "$LPID" 2>/dev/null
   wait "$LPID" 2>/dev/null
   LPID=""
   dump=$(ls "$TMP"/cg.out.* 2>/dev/null | head -n1)
-  if [ -z "$dump" ] || [ -z "$d0" ] || [ -z "$d1" ]; then
-    echo "bench-instr: $wl: no callgrind dump or no delivery count" >&2
-    cleanup
-    RC=1
+  if [ -z "$dump" ] || [ -z "${d0:-}" ] || [ -z "${d1:-}" ]; then
+    give_up "$wl" "no callgrind dump or no delivery count"
     continue
   fi
   cp "$dump" "$OUT/instr-$wl-$stamp.callgrind"

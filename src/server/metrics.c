@@ -308,7 +308,7 @@ size_t metrics_render(const srv *s, char **out) {
   family(&b, "issun_flush_window_active", "gauge",
          "1 while the flush window is in force (ISSUN_FLUSH_MODE: always, or auto and most "
          "events go to clients that receive them less than two windows apart).");
-  mb_printf(&b, "issun_flush_window_active %u\n", (unsigned)st->flush_active);
+  mb_printf(&b, "issun_flush_window_active %d\n", s->flush_active);
   family(&b, "issun_flush_window_seconds_total", "counter",
          "Time the flush window was in force.");
   mb_printf(&b, "issun_flush_window_seconds_total %.3f\n", (double)st->flush_active_ns / 1e9);

@@ -417,14 +417,13 @@ static void qlog_write_cb(void *user_data, uint32_t flags, const void *data, siz
  * when a client reuses a DCID).  The name holds only hex digits and a
  * counter, whatever the client sent.  NULL when it cannot be opened. */
 static FILE *qlog_open(srv *s, const ngtcp2_cid *odcid) {
-  static uint64_t seq;
-  char hex[2 * NGTCP2_MAX_CIDLEN + 1];
-  for (size_t i = 0; i < odcid->datalen && i < NGTCP2_MAX_CIDLEN; i++)
+  size_t n = odcid->datalen < NGTCP2_MAX_CIDLEN ? odcid->datalen : NGTCP2_MAX_CIDLEN;
+  char hex[2 * NGTCP2_MAX_CIDLEN + 1] = "";
+  for (size_t i = 0; i < n; i++)
     snprintf(hex + 2 * i, 3, "%02x", odcid->data[i]);
-  hex[2 * (odcid->datalen < NGTCP2_MAX_CIDLEN ? odcid->datalen : NGTCP2_MAX_CIDLEN)] = '\0';
   char path[CFG_PATH_MAX + 80];
   snprintf(path, sizeof path, "%s/%s-%llu.sqlog", s->cfg.qlog_dir, hex,
-           (unsigned long long)++seq);
+           (unsigned long long)++s->qlog_seq);
   FILE *f = fopen(path, "we");
   if (!f)
     LOG_WARN(&s->log, "qlog file not opened", "path=%s error=\"%s\"", path, strerror(errno));
@@ -1298,7 +1297,6 @@ static void flush_evaluate(srv *s) {
               "window_us=%u hot_deliveries=%llu deliveries=%llu", s->cfg.flush_us,
               (unsigned long long)s->flush_hot, (unsigned long long)s->flush_all);
   s->flush_active = on;
-  s->stats.flush_active = (uint8_t)on;
   s->flush_hot = s->flush_all = 0;
   s->flush_last_eval = s->now;
   s->flush_eval_at = s->now + FLUSH_EVAL_NS;

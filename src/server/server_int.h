@@ -162,6 +162,7 @@ struct srv {
   int flush_active;     /* flush window in force (ISSUN_FLUSH_MODE, flush_evaluate) */
   uint64_t flush_eval_at, flush_last_eval; /* next and last flush_evaluate */
   uint64_t flush_all, flush_hot; /* deliveries since then: all, and to hot connections */
+  uint64_t qlog_seq;    /* ISSUN_QLOG_DIR: files opened, for unique names */
   uint64_t next_reap;   /* next safety-net scan for dead connections */
   uint32_t ndead;       /* connections marked CS_DEAD, not yet freed */
 

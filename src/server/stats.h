@@ -86,7 +86,6 @@ typedef struct srv_stats {
   uint64_t limits[ST_LIM_N];           /* abuse limits: see enum stat_limit */
   uint64_t auth_failures[ST_AUTH_N];   /* UNAUTHORIZED by reason (auth_result_name) */
   uint64_t flush_active_ns;            /* time the flush window was in force */
-  uint8_t flush_active;                /* the flush window is in force now */
 } srv_stats;
 
 /* Hot-path observations: a short linear scan, no allocation. */

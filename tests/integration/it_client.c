@@ -202,17 +202,25 @@ static void test_server_restart_keeps_node_id(void **state) {
   assert_int_equal(it_server_stop(&s2), 0);
 }
 
+/* a sends to b, whose settings.ack_delay_ms is ack_delay_ms; returns b's
+ * NodeId once the connects' own packets have settled. */
+static uint64_t ack_pair(int32_t ack_delay_ms, itc **a, itc **b) {
+  *a = itc_new(&srv, "a", NULL);
+  *b = itc_new(&srv, "b", &(itc_opts){.ack_delay_ms = ack_delay_ms});
+  itc *const both[] = {*a, *b};
+  it_poll(50, both, 2);
+  return issun_client_node_id((*b)->c);
+}
+
 /* settings.ack_delay_ms: a client that only receives (events 4 ms apart,
  * each in a packet of its own) sends an ACK at most every 20 ms or every
  * 10 packets, not one per packet as the QUIC stack would on loopback (its
  * delay is srtt/8, microseconds here); nothing is delivered later for it. */
 static void test_ack_delay_bounds_acks(void **state) {
   (void)state;
-  itc *a = itc_new(&srv, "a", NULL);
-  itc *b = itc_new(&srv, "b", &(itc_opts){.ack_delay_ms = 20});
-  uint64_t idb = issun_client_node_id(b->c);
+  itc *a, *b;
+  uint64_t idb = ack_pair(20, &a, &b);
   itc *const both[] = {a, b};
-  it_poll(50, both, 2); /* let the connect's own packets settle */
   uint64_t b0 = stats_of(b).packets_sent, r0 = received(b);
   uint64_t t0 = it_now_ms();
   for (int i = 0; i < 50; i++) {
@@ -244,11 +252,9 @@ static void test_ack_delay_bounds_acks(void **state) {
  * the hold 10 ms.  It once slept past the hold until the relay's probe. */
 static void test_held_ack_goes_at_hold_end(void **state) {
   (void)state;
-  itc *a = itc_new(&srv, "a", NULL);
-  itc *b = itc_new(&srv, "b", &(itc_opts){.ack_delay_ms = 10});
-  uint64_t idb = issun_client_node_id(b->c);
+  itc *a, *b;
+  uint64_t idb = ack_pair(10, &a, &b);
   itc *const both[] = {a, b};
-  it_poll(50, both, 2); /* let the connect's own packets settle */
   uint64_t r0 = received(b);
   for (int i = 0; i < 2; i++) {
     assert_int_equal(issun_client_send(a->c, "ack::Tick", ISSUN_SCOPE_TARGETED, idb,
