@@ -2,9 +2,11 @@
 """A UDP forwarder that delays and drops packets, for trying the relay and
 its clients on a bad link without netem (this kernel has none).
 
-    scripts/lossy-proxy.py SERVER_PORT LISTEN_PORT DELAY_MS LOSS_PCT [SEED]
+    scripts/lossy-proxy.py [--port-file FILE] SERVER_PORT LISTEN_PORT DELAY_MS LOSS_PCT [SEED]
 
-Listens on 127.0.0.1:LISTEN_PORT. Each client address gets its own upstream
+Listens on 127.0.0.1:LISTEN_PORT (0: the kernel picks one; --port-file
+writes the port to FILE once bound, for tests such as it_link.c). Each
+client address gets its own upstream
 socket to 127.0.0.1:SERVER_PORT, so the relay sees one flow per client.
 Every packet, in either direction, is dropped with probability LOSS_PCT %
 or else delivered DELAY_MS later. One Python thread is enough for a few
@@ -12,6 +14,7 @@ thousand packets a second: use small runs (docs/performance.md, "The ACK
 hold").
 """
 import heapq
+import os
 import random
 import select
 import socket
@@ -20,13 +23,21 @@ import time
 
 
 def main():
-    if len(sys.argv) < 5:
+    args = sys.argv[1:]
+    port_file = None
+    if len(args) >= 2 and args[0] == "--port-file":
+        port_file, args = args[1], args[2:]
+    if len(args) < 4:
         sys.exit(__doc__)
-    server_port, listen_port = int(sys.argv[1]), int(sys.argv[2])
-    delay, loss = float(sys.argv[3]) / 1000.0, float(sys.argv[4]) / 100.0
-    random.seed(int(sys.argv[5]) if len(sys.argv) > 5 else 1)
+    server_port, listen_port = int(args[0]), int(args[1])
+    delay, loss = float(args[2]) / 1000.0, float(args[3]) / 100.0
+    random.seed(int(args[4]) if len(args) > 4 else 1)
     lst = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     lst.bind(("127.0.0.1", listen_port))
+    if port_file:
+        with open(port_file + ".tmp", "w") as f:
+            f.write(str(lst.getsockname()[1]))
+        os.rename(port_file + ".tmp", port_file)
     upstream = {}  # client address -> its socket towards the server
     client_of = {}  # that socket -> client address
     due = []  # (time, order, socket to send from, data, destination)
@@ -51,7 +62,7 @@ def main():
                 src, dst = up, ("127.0.0.1", server_port)
             else:
                 src, dst = lst, client_of[s]
-            if random.random() >= loss:
+            if loss == 0 or random.random() >= loss:
                 order += 1
                 heapq.heappush(due, (now + delay, order, src, data, dst))
 

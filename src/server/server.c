@@ -709,6 +709,13 @@ static void conn_write(srv *s, txbatch *b, conn *c) {
   if (pktcap > SRV_MAX_PKT) pktcap = SRV_MAX_PKT;
 
   if (b->n == TX_BATCH || b->cap - b->used < GSO_BYTES + SRV_MAX_PKT) batch_flush(s, b);
+  if (c->pace_ts) {
+    /* The last pass drained the queue: tell the pacer now, stamped with
+     * when it ran (see the end of this function). */
+    ngtcp2_conn_update_pkt_tx_time(c->q, c->pace_ts);
+    c->pace_ts = 0;
+    (void)ngtcp2_conn_handle_expiry(c->q, s->now);
+  }
   size_t start = b->used, seg = 0, total = 0;
   int npkts = 0, stream_blocked = 0, more = 0;
   ngtcp2_path first_path;
@@ -807,12 +814,28 @@ static void conn_write(srv *s, txbatch *b, conn *c) {
     batch_add(s, b, c, &first_path, start, total, npkts > 1 ? seg : 0);
     b->used = start + total;
   }
-  /* Pacing only matters while something is left to send.  With the queue
-   * drained, ngtcp2's next-send instant would just wake the loop for an
-   * empty write on every connection that wrote (ngtcp2_conn_get_expiry
-   * includes it): that doubled the timer turns in the room workload. */
-  if (c->q && c->state != CS_DEAD && (more || stream_blocked || c->tx.unsent > 0 || c->dg.len > 0))
-    ngtcp2_conn_update_pkt_tx_time(c->q, s->now);
+  /* ngtcp2's pacer must be told the bytes of every pass: it sums what was
+   * written since it was last told, and the call sets the next send instant
+   * to its time plus that sum over the current sending rate.  (Telling it
+   * only when data was left over charged every drained pass since the last
+   * time to that one: after a loss had shrunk the window, seconds of
+   * silence for that player.)  With data left over, tell it now, so the
+   * timer wakes the connection when the pacer allows.  With the queue
+   * drained, an instant set now would only wake the loop for an empty write
+   * (ngtcp2_conn_get_expiry includes it: that doubled the timer turns in the
+   * room workload).  So the pass is told at the start of the next one, with
+   * this pass's time, and ngtcp2_conn_handle_expiry right after drops the
+   * instant if it is within ngtcp2's 1 ms tolerance.  That call also runs
+   * any ngtcp2 timer already due, so its probes go out in that pass; an
+   * error it returns is left to run_timers, which calls it again at once
+   * (get_expiry is then in the past), as closing here would disturb the
+   * dirty list being walked. */
+  if (c->q && c->state != CS_DEAD) {
+    if (more || stream_blocked || c->tx.unsent > 0 || c->dg.len > 0)
+      ngtcp2_conn_update_pkt_tx_time(c->q, s->now);
+    else
+      c->pace_ts = s->now;
+  }
 
   if (c->close_pending && c->state < CS_CLOSING && c->close_app && c->tx.unsent > 0 &&
       !stream_blocked && s->now < c->close_flush_deadline) {
