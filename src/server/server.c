@@ -717,7 +717,7 @@ static void conn_write(srv *s, txbatch *b, conn *c) {
     (void)ngtcp2_conn_handle_expiry(c->q, s->now);
   }
   size_t start = b->used, seg = 0, total = 0;
-  int npkts = 0, stream_blocked = 0, more = 0;
+  int npkts = 0, stream_blocked = 0, more = 0, wrote = 0;
   ngtcp2_path first_path;
   struct sockaddr_storage fp_local, fp_remote;
 
@@ -777,6 +777,7 @@ static void conn_write(srv *s, txbatch *b, conn *c) {
       break;
     }
     if (nw == 0) break;
+    wrote = 1;
     if (npkts == 0) {
       memcpy(&fp_local, ps.path.local.addr, ps.path.local.addrlen);
       memcpy(&fp_remote, ps.path.remote.addr, ps.path.remote.addrlen);
@@ -838,8 +839,8 @@ static void conn_write(srv *s, txbatch *b, conn *c) {
   if (c->q && c->state != CS_DEAD) {
     if (more || stream_blocked || c->tx.unsent > 0 || c->dg.len > 0)
       ngtcp2_conn_update_pkt_tx_time(c->q, s->now);
-    else
-      c->pace_ts = s->now;
+    else if (wrote)
+      c->pace_ts = s->now; /* (a pass that wrote nothing has nothing to tell) */
   }
 
   if (c->close_pending && c->state < CS_CLOSING && c->close_app && c->tx.unsent > 0 &&
