@@ -7,6 +7,7 @@
 #   make bench   release build; room, fanout, unreliable, connect -> bench-results/
 #   make bench-compare  the same workloads on the relay and on NATS over TLS, side by side
 #   make bench-instr    instructions per delivery under callgrind (fanout, room, global)
+#   make bench-lossy    run after run over a delaying, lossy UDP proxy; fails on a stall
 #   make install PREFIX=/usr/local
 
 BUILD      ?= build
@@ -15,7 +16,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECS  ?= 30
 CTEST_ARGS ?=
 
-.PHONY: all deps build release run test asan fuzz bench bench-compare bench-instr valgrind install format clean
+.PHONY: all deps build release run test asan fuzz bench bench-compare bench-instr bench-lossy valgrind install format clean
 
 all: build
 
@@ -53,6 +54,9 @@ bench-compare: deps
 bench-instr:
 	@scripts/deps.sh test
 	@BUILD_DIR=$(BUILD)/bench scripts/bench-instr.sh $(WORKLOADS)
+
+bench-lossy: deps
+	@BUILD_DIR=$(BUILD)/bench scripts/lossy-soak.sh $(RUNS) $(LOSS)
 
 valgrind:
 	@scripts/deps.sh test

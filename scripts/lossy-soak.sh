@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The relay on a bad link, run after run: a rare stall shows in one run of
+# many, never in one long run's percentiles.
+#
+#   scripts/lossy-soak.sh [RUNS] [LOSS_PCT]        default: 20 runs, 5% loss
+#
+# Every run starts a fresh release issun-server, scripts/lossy-proxy.py in
+# front of it (DELAY_MS each way, LOSS_PCT dropped each way, a new seed per
+# run) and issun-load through the proxy, then prints one line:
+#   run 3: p99 91.0 ms, p99.9 118.2 ms, max 166.1 ms, loss 0.000%
+# and at the end a summary line.  The exit status is 1 when a run's max
+# latency passed STALL_MS or a reliable workload lost events.
+#
+# Environment:
+#   BUILD_DIR     release build (default build/bench); SERVER, LOAD override
+#   LOAD_ARGS     issun-load's workload arguments
+#                 (default "--workload fanout --clients 10 --rate 20")
+#   RUN_SECONDS   length of each run (default 10)
+#   DELAY_MS      one-way delay (default 10, so a 20 ms round trip)
+#   STALL_MS      a run whose max latency passes this is a stall (default 600)
+#   QLOG          1: trace every connection (ISSUN_QLOG_DIR) and keep the
+#                 traces of each stalled run in bench-results/lossy-<time>-run<N>/
+#                 (docs/operations.md, "Tracing connections with qlog")
+# (Conditions for wait_for are single-quoted on purpose.)
+# shellcheck disable=SC2016
+set -u
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build/bench}
+OUT=$ROOT/bench-results
+RUNS=${1:-20}
+LOSS=${2:-5}
+LOAD_ARGS=${LOAD_ARGS:---workload fanout --clients 10 --rate 20}
+RUN_SECONDS=${RUN_SECONDS:-10}
+DELAY_MS=${DELAY_MS:-10}
+STALL_MS=${STALL_MS:-600}
+
+command -v python3 >/dev/null || { echo "lossy-soak: python3 not found" >&2; exit 1; }
+if [ -z "${SERVER:-}" ]; then
+  cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DISSUN_BUILD_TESTS=OFF >/dev/null || exit 1
+  cmake --build "$BUILD_DIR" -j 2 --target issun-server issun-load >/dev/null || exit 1
+  SERVER=$BUILD_DIR/issun-server
+fi
+LOAD=${LOAD:-$BUILD_DIR/tools/issun-load/issun-load}
+[ -x "$SERVER" ] || { echo "lossy-soak: no server at $SERVER" >&2; exit 1; }
+[ -x "$LOAD" ] || { echo "lossy-soak: no issun-load at $LOAD" >&2; exit 1; }
+
+SPID="" PROXY_PID="" TMP=""
+cleanup() {
+  for p in $PROXY_PID $SPID; do kill "$p" 2>/dev/null; done
+  for p in $PROXY_PID $SPID; do wait "$p" 2>/dev/null; done
+  [ -n "$TMP" ] && rm -rf "$TMP"
+  SPID="" PROXY_PID="" TMP=""
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_for SECONDS CONDITION: polls the shell CONDITION every 100 ms (it is
+# passed in single quotes, to be evaluated at each poll).
+wait_for() {
+  local end=$((SECONDS + $1))
+  until eval "$2"; do
+    [ $SECONDS -lt $end ] || return 1
+    sleep 0.1 # polling interval, not a fixed wait
+  done
+}
+
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+stalls=0 lossy=0 failed=0 worst=0
+for run in $(seq "$RUNS"); do
+  TMP=$(mktemp -d /tmp/issun-soak.XXXXXX)
+  qlog_env=()
+  if [ "${QLOG:-0}" = 1 ]; then
+    mkdir -p "$TMP/qlog"
+    qlog_env=(ISSUN_QLOG_DIR="$TMP/qlog")
+  fi
+  env ISSUN_BIND_ADDR=127.0.0.1:0 ISSUN_METRICS_PORT=0 ISSUN_MAX_CONNS_PER_IP=0 \
+    ISSUN_MAX_HANDSHAKES_PER_IP=0 ISSUN_MAX_EVENTS_PER_SEC=100000 ISSUN_RETRY=never \
+    "${qlog_env[@]}" "$SERVER" >"$TMP/server.log" 2>&1 &
+  SPID=$!
+  if ! wait_for 10 'grep -q "Relay server listening on addr=" "$TMP/server.log"'; then
+    echo "run $run: the server did not start" >&2
+    tail -n 20 "$TMP/server.log" >&2
+    failed=$((failed + 1))
+    cleanup
+    continue
+  fi
+  port=$(grep -o 'Relay server listening on addr=[0-9.:]*' "$TMP/server.log" | head -n1 | sed 's/.*://')
+  fp=$(grep -o 'sha256=[0-9A-Fa-f:]*' "$TMP/server.log" | head -n1 | cut -d= -f2)
+  python3 "$ROOT/scripts/lossy-proxy.py" --port-file "$TMP/proxy.port" "$port" 0 "$DELAY_MS" "$LOSS" "$run" &
+  PROXY_PID=$!
+  if ! wait_for 10 '[ -s "$TMP/proxy.port" ]'; then
+    echo "run $run: the proxy did not start" >&2
+    failed=$((failed + 1))
+    cleanup
+    continue
+  fi
+  # shellcheck disable=SC2086
+  "$LOAD" $LOAD_ARGS --server "127.0.0.1:$(cat "$TMP/proxy.port")" --pin "$fp" \
+    --seconds "$RUN_SECONDS" >"$TMP/load.json" 2>"$TMP/load.log"
+  line=$(python3 - "$TMP/load.json" "$STALL_MS" <<'EOF'
+import json, sys
+try:
+    d = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+except Exception:
+    print("none"); sys.exit()
+mx = d.get("max_us", 0) / 1000
+loss = d.get("loss_pct", 0.0)
+verdict = "stall" if mx > float(sys.argv[2]) else "ok"
+print("%s %.0f %.3f p99 %.1f ms, p99.9 %.1f ms, max %.1f ms, loss %.3f%%" % (
+    verdict, mx, loss, d.get("p99_us", 0) / 1000, d.get("p999_us", 0) / 1000, mx, loss))
+EOF
+  )
+  if [ "$line" = none ]; then
+    echo "run $run: no result from issun-load" >&2
+    tail -n 20 "$TMP/load.log" >&2
+    failed=$((failed + 1))
+    cleanup
+    continue
+  fi
+  read -r verdict mx loss text <<<"$line"
+  echo "run $run: $text"
+  [ "$mx" -gt "$worst" ] && worst=$mx
+  case "$LOAD_ARGS" in *unreliable*) ;; *) [ "$loss" != 0.000 ] && lossy=$((lossy + 1)) ;; esac
+  if [ "$verdict" = stall ]; then
+    stalls=$((stalls + 1))
+    if [ "${QLOG:-0}" = 1 ]; then
+      kept=$OUT/lossy-$stamp-run$run
+      mkdir -p "$OUT" && cp -r "$TMP/qlog" "$kept" && echo "run $run: traces in $kept"
+    fi
+  fi
+  cleanup
+done
+echo "lossy-soak: $RUNS runs at ${LOSS}% loss, ${DELAY_MS} ms each way: $stalls over ${STALL_MS} ms (worst max ${worst} ms), $lossy with loss, $failed failed"
+[ "$stalls" -eq 0 ] && [ "$lossy" -eq 0 ] && [ "$failed" -eq 0 ]
