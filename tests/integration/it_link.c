@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include "it.h"
 
 static it_server srv;
+static pid_t proxy_pid; /* killed by teardown too, should a test fail midway */
 
 static int setup(void **state) {
   (void)state;
@@ -28,6 +30,10 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
+  if (proxy_pid > 0) {
+    kill(proxy_pid, SIGTERM);
+    waitpid(proxy_pid, NULL, 0);
+  }
   return it_server_stop(&srv) == 0 ? 0 : -1;
 }
 
@@ -48,7 +54,9 @@ static void proxy_start(delay_proxy *p, int delay_ms) {
   snprintf(delay, sizeof delay, "%d", delay_ms);
   p->pid = fork();
   assert_true(p->pid >= 0);
+  if (p->pid > 0) proxy_pid = p->pid;
   if (p->pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the test */
     execlp("python3", "python3", script, "--port-file", port_file, server_port, "0", delay, "0",
            (char *)NULL);
     _exit(127);
@@ -75,6 +83,7 @@ static void proxy_start(delay_proxy *p, int delay_ms) {
 static void proxy_stop(delay_proxy *p) {
   kill(p->pid, SIGTERM);
   waitpid(p->pid, NULL, 0);
+  proxy_pid = 0;
 }
 
 static uint64_t received(const itc *t) {
