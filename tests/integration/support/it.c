@@ -10,6 +10,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -76,6 +77,7 @@ int it_server_start(it_server *s, const char *const *env) {
   pid_t pid = fork();
   if (pid < 0) return -1;
   if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* a killed test leaves no server behind */
     if (chdir(s->dir) != 0) _exit(127);
     int fd = open(s->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) _exit(127);
