@@ -13,8 +13,12 @@
 #
 # Environment:
 #   BUILD_DIR     release build (default build/bench); SERVER, LOAD override
-#   LOAD_ARGS     issun-load's workload arguments
-#                 (default "--workload fanout --clients 10 --rate 20")
+#   LOAD_ARGS     issun-load's workload arguments (default "--workload
+#                 fanout --clients 10 --rate 20 --payload 1000": 1 KB events,
+#                 so each player gets 180 KB/s and the sender's state, window
+#                 and pacer, is exercised; the relay's pacer fault of
+#                 2026-11-25 stalled every run of this, and one in 30-50 with
+#                 small events)
 #   RUN_SECONDS   length of each run (default 10)
 #   DELAY_MS      one-way delay (default 10, so a 20 ms round trip)
 #   STALL_MS      a run whose max latency passes this is a stall (default 600)
@@ -30,7 +34,7 @@ BUILD_DIR=${BUILD_DIR:-$ROOT/build/bench}
 OUT=$ROOT/bench-results
 RUNS=${1:-20}
 LOSS=${2:-5}
-LOAD_ARGS=${LOAD_ARGS:---workload fanout --clients 10 --rate 20}
+LOAD_ARGS=${LOAD_ARGS:---workload fanout --clients 10 --rate 20 --payload 1000}
 RUN_SECONDS=${RUN_SECONDS:-10}
 DELAY_MS=${DELAY_MS:-10}
 STALL_MS=${STALL_MS:-600}
