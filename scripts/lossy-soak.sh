@@ -22,6 +22,7 @@
 #   RUN_SECONDS   length of each run (default 10)
 #   DELAY_MS      one-way delay (default 10, so a 20 ms round trip)
 #   STALL_MS      a run whose max latency passes this is a stall (default 600)
+#   BENCH_SERVER_ENV  extra VAR=value for the server, e.g. "ISSUN_CC=bbr"
 #   QLOG          1: trace every connection (ISSUN_QLOG_DIR) and keep the
 #                 traces of each stalled run in bench-results/lossy-<time>-run<N>/
 #                 (docs/operations.md, "Tracing connections with qlog")
@@ -78,9 +79,10 @@ for run in $(seq "$RUNS"); do
     mkdir -p "$TMP/qlog"
     qlog_env=(ISSUN_QLOG_DIR="$TMP/qlog")
   fi
+  # shellcheck disable=SC2086
   env ISSUN_BIND_ADDR=127.0.0.1:0 ISSUN_METRICS_PORT=0 ISSUN_MAX_CONNS_PER_IP=0 \
     ISSUN_MAX_HANDSHAKES_PER_IP=0 ISSUN_MAX_EVENTS_PER_SEC=100000 ISSUN_RETRY=never \
-    "${qlog_env[@]}" "$SERVER" >"$TMP/server.log" 2>&1 &
+    "${qlog_env[@]}" ${BENCH_SERVER_ENV:-} "$SERVER" >"$TMP/server.log" 2>&1 &
   SPID=$!
   if ! wait_for 10 'grep -q "Relay server listening on addr=" "$TMP/server.log"'; then
     echo "run $run: the server did not start" >&2

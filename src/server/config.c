@@ -20,7 +20,7 @@
 #define MAX_DURATION_MS 86400000u /* 24 h: keeps 3 x heartbeat well inside 32 bits */
 
 enum opt_kind { K_ADDR, K_PATH, K_U16, K_U32, K_U64, K_DUR, K_BOOL, K_LOG, K_LOGFMT, K_HOST,
-                K_SECRET, K_SECRET_FILE, K_RETRY, K_FLUSH };
+                K_SECRET, K_SECRET_FILE, K_RETRY, K_FLUSH, K_CC };
 
 struct opt {
   const char *flag; /* without the leading "--" */
@@ -73,6 +73,9 @@ static const struct opt opts[] = {
     {"flush-mode", "MODE", "ISSUN_FLUSH_MODE", K_FLUSH, OFF(flush_mode), 0, 0, "auto",
      "when the flush window applies: auto (while most events go to clients receiving them "
      "less than two windows apart) or always"},
+    {"cc", "ALGO", "ISSUN_CC", K_CC, OFF(cc_algo), 0, 0, "cubic",
+     "congestion control towards the players: cubic, reno, bbr or bbr2 (bbr gave a lower "
+     "p99 on a lossy link; see docs/operations.md)"},
     {"metrics-port", "PORT", "ISSUN_METRICS_PORT", K_U16, OFF(metrics_port), 0, 65535, "9090",
      "TCP port of the Prometheus /metrics and /health endpoint (0 disables it)"},
     {"metrics-addr", "IP", "ISSUN_METRICS_ADDR", K_HOST, OFF(metrics_addr), 0, 0, "the bind host",
@@ -640,6 +643,10 @@ static int apply(srv_config *c, const struct opt *o, const char *name, const cha
   case K_FLUSH: {
     static const char *const words[] = {"auto", "always"}; /* enum cfg_flush */
     return pick_word(name, val, "flush mode", words, 2, &c->flush_mode, err, errlen);
+  }
+  case K_CC: {
+    static const char *const words[] = {"cubic", "reno", "bbr", "bbr2"}; /* enum cfg_cc */
+    return pick_word(name, val, "congestion control", words, 4, &c->cc_algo, err, errlen);
   }
   case K_LOGFMT: {
     static const char *const words[] = {"text", "json"}; /* enum cfg_log_format */

@@ -36,6 +36,7 @@ typedef struct srv_config {
   uint64_t slow_consumer_bytes;   /* ISSUN_SLOW_CONSUMER_BYTES / --slow-consumer-bytes, 1048576 */
   uint32_t flush_us;              /* ISSUN_FLUSH_US / --flush-us, 1000 (0: write at the end of every loop turn) */
   int flush_mode;                 /* ISSUN_FLUSH_MODE / --flush-mode, auto|always */
+  int cc_algo;                    /* ISSUN_CC / --cc, enum cfg_cc */
   uint16_t metrics_port;          /* ISSUN_METRICS_PORT / --metrics-port, 9090, 0 disables */
   char metrics_addr[64];          /* ISSUN_METRICS_ADDR / --metrics-addr, IP literal; "" = the bind host */
   int log_level;                  /* ISSUN_LOG (or RUST_LOG) / --log, info; error|warn|info|debug|trace, or "issun_server=debug,..." */
@@ -69,6 +70,7 @@ typedef struct srv_config {
 
 enum cfg_retry { CFG_RETRY_AUTO = 0, CFG_RETRY_ALWAYS, CFG_RETRY_NEVER };
 enum cfg_flush { CFG_FLUSH_AUTO = 0, CFG_FLUSH_ALWAYS };
+enum cfg_cc { CFG_CC_CUBIC = 0, CFG_CC_RENO, CFG_CC_BBR, CFG_CC_BBR2 };
 
 /* Fills *c with the defaults above. */
 void cfg_defaults(srv_config *c);

@@ -468,7 +468,9 @@ static conn *conn_new(srv *s, int fd, const ngtcp2_pkt_hd *hd, const struct sock
   }
   settings.max_tx_udp_payload_size = SRV_MAX_PKT;
   settings.handshake_timeout = (uint64_t)s->cfg.handshake_timeout_ms * NGTCP2_MILLISECONDS;
-  settings.cc_algo = NGTCP2_CC_ALGO_CUBIC;
+  static const ngtcp2_cc_algo cc_algos[] = {NGTCP2_CC_ALGO_CUBIC, NGTCP2_CC_ALGO_RENO,
+                                            NGTCP2_CC_ALGO_BBR, NGTCP2_CC_ALGO_BBR2};
+  settings.cc_algo = cc_algos[s->cfg.cc_algo]; /* enum cfg_cc, range checked by config.c */
   settings.max_window = 4u << 20;
   settings.max_stream_window = 2u << 20;
 
@@ -1362,9 +1364,10 @@ int srv_run(srv *s) {
   }
   LOG_INFO(&s->log, "Relay server listening on", "addr=%s alpn=issun/1 legacy=%s gro=%d", addr,
            legacy_allowed(s) ? "on" : "off", s->use_gro);
+  static const char *const cc_names[] = {"cubic", "reno", "bbr", "bbr2"}; /* enum cfg_cc */
   LOG_INFO(&s->log, "Relay server started, waiting for connections...",
-           "max_clients=%u heartbeat_ms=%u rooms=%s", s->cfg.max_clients, s->cfg.heartbeat_ms,
-           s->cfg.enable_rooms ? "on" : "off");
+           "max_clients=%u heartbeat_ms=%u rooms=%s cc=%s", s->cfg.max_clients,
+           s->cfg.heartbeat_ms, s->cfg.enable_rooms ? "on" : "off", cc_names[s->cfg.cc_algo]);
 
   struct epoll_event evs[16];
   for (;;) {

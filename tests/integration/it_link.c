@@ -42,15 +42,15 @@ typedef struct delay_proxy {
   uint16_t port;
 } delay_proxy;
 
-/* Starts scripts/lossy-proxy.py in front of srv (delay_ms each way, no
- * loss) and waits for its port. */
-static void proxy_start(delay_proxy *p, int delay_ms) {
+/* Starts scripts/lossy-proxy.py in front of server s (delay_ms each way,
+ * no loss) and waits for its port. */
+static void proxy_start(delay_proxy *p, const it_server *s, int delay_ms) {
   const char *src = getenv("ISSUN_SOURCE_DIR");
   assert_non_null(src);
   char script[512], port_file[320], server_port[16], delay[16];
   snprintf(script, sizeof script, "%s/scripts/lossy-proxy.py", src);
-  snprintf(port_file, sizeof port_file, "%s/proxy.port", srv.dir);
-  snprintf(server_port, sizeof server_port, "%u", srv.port);
+  snprintf(port_file, sizeof port_file, "%s/proxy.port", s->dir);
+  snprintf(server_port, sizeof server_port, "%u", s->port);
   snprintf(delay, sizeof delay, "%d", delay_ms);
   p->pid = fork();
   assert_true(p->pid >= 0);
@@ -121,13 +121,12 @@ static void stream(itc *a, itc *b, uint64_t to, int n, size_t len, int gap_ms) {
  * then waited about 0.8 s, and the wait grows with the connection's age
  * (over a lossy link it held a player's events for a second).  Now the
  * burst arrives in a few round trips. */
-static void test_burst_after_long_stream(void **state) {
-  (void)state;
+static void burst_after_long_stream(const it_server *s) {
   delay_proxy p = {0};
-  proxy_start(&p, 10);
-  it_server via = srv;
+  proxy_start(&p, s, 10);
+  it_server via = *s;
   via.port = p.port;
-  itc *a = itc_new(&srv, "link-a", NULL), *b = itc_new(&via, "link-b", NULL);
+  itc *a = itc_new(s, "link-a", NULL), *b = itc_new(&via, "link-b", NULL);
   uint64_t idb = issun_client_node_id(b->c);
 
   uint64_t r0 = received(b);
@@ -147,9 +146,28 @@ static void test_burst_after_long_stream(void **state) {
   proxy_stop(&p);
 }
 
+static void test_burst_after_long_stream(void **state) {
+  (void)state;
+  assert_true(it_server_log_has(&srv, "cc=cubic"));
+  burst_after_long_stream(&srv);
+}
+
+/* The same with ISSUN_CC=bbr, whose pacing rate comes from its own model of
+ * the path rather than from the window. */
+static void test_burst_after_long_stream_bbr(void **state) {
+  (void)state;
+  it_server s;
+  const char *env[] = {"ISSUN_MAX_EVENTS_PER_SEC=100000", "ISSUN_CC=bbr", NULL};
+  assert_int_equal(it_server_start(&s, env), 0);
+  assert_true(it_server_log_has(&s, "cc=bbr"));
+  burst_after_long_stream(&s);
+  assert_int_equal(it_server_stop(&s), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_burst_after_long_stream),
+      cmocka_unit_test(test_burst_after_long_stream_bbr),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
