@@ -27,6 +27,8 @@
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 BUILD_DIR=${BUILD_DIR:-$ROOT/build/bench}
 OUT=${BENCH_OUT:-$ROOT/bench-results}
 WINDOW=${INSTR_SECONDS:-5}
@@ -37,14 +39,7 @@ command -v valgrind >/dev/null || { echo "bench-instr: valgrind not found (scrip
 command -v callgrind_control >/dev/null || { echo "bench-instr: callgrind_control not found" >&2; exit 1; }
 command -v curl >/dev/null || { echo "bench-instr: curl not found" >&2; exit 1; }
 
-if [ -z "${SERVER:-}" ]; then
-  cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DISSUN_BUILD_TESTS=OFF >/dev/null || exit 1
-  cmake --build "$BUILD_DIR" -j 2 --target issun-server issun-load >/dev/null || exit 1
-  SERVER=$BUILD_DIR/issun-server
-fi
-LOAD=${LOAD:-$BUILD_DIR/tools/issun-load/issun-load}
-[ -x "$SERVER" ] || { echo "bench-instr: no server at $SERVER" >&2; exit 1; }
-[ -x "$LOAD" ] || { echo "bench-instr: no issun-load at $LOAD" >&2; exit 1; }
+find_binaries bench-instr
 mkdir -p "$OUT"
 
 # Small versions: about 2,000 deliveries/s, which the server keeps up with
@@ -64,23 +59,13 @@ free_port() {
 
 SPID="" LPID="" TMP=""
 cleanup() {
-  for p in $LPID $SPID; do kill "$p" 2>/dev/null; done
-  for p in $LPID $SPID; do wait "$p" 2>/dev/null; done
+  stop_pids "$LPID" "$SPID"
   [ -n "$TMP" ] && rm -rf "$TMP"
   SPID="" LPID="" TMP=""
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# wait_for SECONDS CONDITION: polls the shell CONDITION every 100 ms.
-wait_for() {
-  local end=$((SECONDS + $1))
-  until eval "$2"; do
-    [ $SECONDS -lt $end ] || return 1
-    kill -0 "$SPID" 2>/dev/null || return 1
-    sleep 0.1 # polling interval, not a fixed wait
-  done
-}
 
 # sample: "DELIVERIES PACKETS" (sent plus received) from one scrape of the
 # server's /metrics, empty when it does not answer.
@@ -113,7 +98,7 @@ for wl in "${WORKLOADS[@]}"; do
     ISSUN_MAX_EVENTS_PER_SEC=100000 ISSUN_RETRY=never ${BENCH_SERVER_ENV:-} \
     valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" "$SERVER" >"$TMP/server.log" 2>&1 &
   SPID=$!
-  if ! wait_for 60 'grep -q "Relay server listening on addr=" "$TMP/server.log" && [ -n "$(deliveries)" ]'; then
+  if ! wait_for 60 'grep -q "Relay server listening on addr=" "$TMP/server.log" && [ -n "$(deliveries)" ]' "$SPID"; then
     give_up "$wl" "the server did not start under callgrind" "$TMP/server.log"
     continue
   fi
@@ -125,7 +110,7 @@ for wl in "${WORKLOADS[@]}"; do
     >"$TMP/load.json" 2>"$TMP/load.log" &
   LPID=$!
   # Warm-up: events flowing, then one more second.
-  if ! wait_for 120 '[ "$(deliveries)" -gt 0 ] 2>/dev/null'; then
+  if ! wait_for 120 '[ "$(deliveries)" -gt 0 ] 2>/dev/null' "$SPID"; then
     give_up "$wl" "no deliveries (issun-load log below)" "$TMP/load.log"
     continue
   fi

@@ -31,6 +31,8 @@
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 BUILD_DIR=${BUILD_DIR:-$ROOT/build/bench}
 OUT=$ROOT/bench-results
 RUNS=${1:-20}
@@ -41,34 +43,16 @@ DELAY_MS=${DELAY_MS:-10}
 STALL_MS=${STALL_MS:-600}
 
 command -v python3 >/dev/null || { echo "lossy-soak: python3 not found" >&2; exit 1; }
-if [ -z "${SERVER:-}" ]; then
-  cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DISSUN_BUILD_TESTS=OFF >/dev/null || exit 1
-  cmake --build "$BUILD_DIR" -j 2 --target issun-server issun-load >/dev/null || exit 1
-  SERVER=$BUILD_DIR/issun-server
-fi
-LOAD=${LOAD:-$BUILD_DIR/tools/issun-load/issun-load}
-[ -x "$SERVER" ] || { echo "lossy-soak: no server at $SERVER" >&2; exit 1; }
-[ -x "$LOAD" ] || { echo "lossy-soak: no issun-load at $LOAD" >&2; exit 1; }
+find_binaries lossy-soak
 
 SPID="" PROXY_PID="" TMP=""
 cleanup() {
-  for p in $PROXY_PID $SPID; do kill "$p" 2>/dev/null; done
-  for p in $PROXY_PID $SPID; do wait "$p" 2>/dev/null; done
+  stop_pids "$PROXY_PID" "$SPID"
   [ -n "$TMP" ] && rm -rf "$TMP"
   SPID="" PROXY_PID="" TMP=""
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# wait_for SECONDS CONDITION: polls the shell CONDITION every 100 ms (it is
-# passed in single quotes, to be evaluated at each poll).
-wait_for() {
-  local end=$((SECONDS + $1))
-  until eval "$2"; do
-    [ $SECONDS -lt $end ] || return 1
-    sleep 0.1 # polling interval, not a fixed wait
-  done
-}
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 stalls=0 lossy=0 failed=0 worst=0
@@ -84,7 +68,7 @@ for run in $(seq "$RUNS"); do
     ISSUN_MAX_HANDSHAKES_PER_IP=0 ISSUN_MAX_EVENTS_PER_SEC=100000 ISSUN_RETRY=never \
     "${qlog_env[@]}" ${BENCH_SERVER_ENV:-} "$SERVER" >"$TMP/server.log" 2>&1 &
   SPID=$!
-  if ! wait_for 10 'grep -q "Relay server listening on addr=" "$TMP/server.log"'; then
+  if ! wait_for 10 'grep -q "Relay server listening on addr=" "$TMP/server.log"' "$SPID"; then
     echo "run $run: the server did not start" >&2
     tail -n 20 "$TMP/server.log" >&2
     failed=$((failed + 1))
@@ -95,7 +79,7 @@ for run in $(seq "$RUNS"); do
   fp=$(grep -o 'sha256=[0-9A-Fa-f:]*' "$TMP/server.log" | head -n1 | cut -d= -f2)
   python3 "$ROOT/scripts/lossy-proxy.py" --port-file "$TMP/proxy.port" "$port" 0 "$DELAY_MS" "$LOSS" "$run" &
   PROXY_PID=$!
-  if ! wait_for 10 '[ -s "$TMP/proxy.port" ]'; then
+  if ! wait_for 10 '[ -s "$TMP/proxy.port" ]' "$PROXY_PID"; then
     echo "run $run: the proxy did not start" >&2
     failed=$((failed + 1))
     cleanup
