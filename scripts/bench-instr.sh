@@ -24,6 +24,8 @@
 # small defaults); INSTR_SECONDS; BENCH_SERVER_ENV (extra VAR=value for the
 # server, e.g. LD_LIBRARY_PATH=DIR for an ngtcp2 built with symbols, so that
 # its static functions get names instead of addresses).
+# (Conditions for wait_for are single-quoted on purpose.)
+# shellcheck disable=SC2016
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,15 +59,8 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-SPID="" LPID="" TMP=""
-cleanup() {
-  stop_pids "$LPID" "$SPID"
-  [ -n "$TMP" ] && rm -rf "$TMP"
-  SPID="" LPID="" TMP=""
-}
-trap cleanup EXIT
+trap run_cleanup EXIT
 trap 'exit 130' INT TERM
-
 
 # sample: "DELIVERIES PACKETS" (sent plus received) from one scrape of the
 # server's /metrics, empty when it does not answer.
@@ -81,7 +76,7 @@ deliveries() { sample | cut -d" " -f1; }
 give_up() {
   echo "bench-instr: $1: $2" >&2
   [ -n "${3:-}" ] && tail -n 20 "$3" >&2
-  cleanup
+  run_cleanup
   RC=1
 }
 
@@ -93,22 +88,20 @@ for wl in "${WORKLOADS[@]}"; do
   TMP=$(mktemp -d /tmp/issun-instr.XXXXXX)
   mport=$(free_port)
   # shellcheck disable=SC2086
-  env ISSUN_BIND_ADDR=127.0.0.1:0 ISSUN_METRICS_PORT="$mport" ISSUN_METRICS_ADDR=127.0.0.1 \
-    ISSUN_MAX_CLIENTS=10000 ISSUN_MAX_CONNS_PER_IP=0 ISSUN_MAX_HANDSHAKES_PER_IP=0 \
-    ISSUN_MAX_EVENTS_PER_SEC=100000 ISSUN_RETRY=never ${BENCH_SERVER_ENV:-} \
+  env "${BENCH_ENV[@]}" ISSUN_METRICS_PORT="$mport" ISSUN_METRICS_ADDR=127.0.0.1 ${BENCH_SERVER_ENV:-} \
     valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" "$SERVER" >"$TMP/server.log" 2>&1 &
   SPID=$!
-  if ! wait_for 60 'grep -q "Relay server listening on addr=" "$TMP/server.log" && [ -n "$(deliveries)" ]' "$SPID"; then
+  RUN_PIDS+=("$SPID")
+  if ! wait_for 60 'server_started "$TMP/server.log" && [ -n "$(deliveries)" ]' "$SPID"; then
     give_up "$wl" "the server did not start under callgrind" "$TMP/server.log"
     continue
   fi
-  addr=$(grep -o 'Relay server listening on addr=[0-9.:]*' "$TMP/server.log" | head -n1 | cut -d= -f2)
-  fp=$(grep -o 'sha256=[0-9A-Fa-f:]*' "$TMP/server.log" | head -n1 | cut -d= -f2)
   # issun-load runs past the window: connect, warm-up, window, and a margin.
   # shellcheck disable=SC2086
-  "$LOAD" --workload "$wl" --server "$addr" --pin "$fp" $args --seconds $((WINDOW + 30)) \
+  "$LOAD" --workload "$wl" --server "$ADDR" --pin "$FPR" $args --seconds $((WINDOW + 30)) \
     >"$TMP/load.json" 2>"$TMP/load.log" &
   LPID=$!
+  RUN_PIDS+=("$LPID")
   # Warm-up: events flowing, then one more second.
   if ! wait_for 120 '[ "$(deliveries)" -gt 0 ] 2>/dev/null' "$SPID"; then
     give_up "$wl" "no deliveries (issun-load log below)" "$TMP/load.log"
@@ -120,9 +113,7 @@ for wl in "${WORKLOADS[@]}"; do
   sleep "$WINDOW" # the measured window
   callgrind_control -d "$SPID" >/dev/null 2>&1
   read -r d1 p1 < <(sample)
-  kill "$LPID" 2>/dev/null
-  wait "$LPID" 2>/dev/null
-  LPID=""
+  stop_pids "$LPID"
   dump=$(ls "$TMP"/cg.out.* 2>/dev/null | head -n1)
   if [ -z "$dump" ] || [ -z "${d0:-}" ] || [ -z "${d1:-}" ]; then
     give_up "$wl" "no callgrind dump or no delivery count"
@@ -133,6 +124,6 @@ for wl in "${WORKLOADS[@]}"; do
     --deliveries $((d1 - d0)) --packets $((p1 - p0)) --seconds "$WINDOW" --args "$args" \
     --server-env "${BENCH_SERVER_ENV:-}" >"$OUT/instr-$wl-$stamp.json" || RC=1
   cat "$OUT/instr-$wl-$stamp.json"
-  cleanup
+  run_cleanup
 done
 exit $RC

@@ -13,9 +13,13 @@
 # Environment: BENCH_ARGS (extra issun-load arguments for every workload),
 # BENCH_SERVER_ENV (extra VAR=value for the server, e.g. "ISSUN_FLUSH_US=500"),
 # QUIET_WAIT (seconds to wait for an idle host first, default 60).
+# (Conditions for wait_for are single-quoted on purpose.)
+# shellcheck disable=SC2016
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 BUILD_DIR=${BUILD_DIR:-$ROOT/build/bench}
 OUT=$ROOT/bench-results
 WORKLOADS=("$@")
@@ -64,15 +68,7 @@ wait_quiet() {
   done
 }
 
-SPID=""
-stop_server() {
-  if [ -n "$SPID" ] && kill -0 "$SPID" 2>/dev/null; then
-    kill "$SPID" 2>/dev/null
-    wait "$SPID" 2>/dev/null
-  fi
-  SPID=""
-}
-trap stop_server EXIT
+trap run_cleanup EXIT
 trap 'exit 130' INT TERM
 
 RC=0
@@ -82,30 +78,20 @@ for wl in "${WORKLOADS[@]}"; do
   slog=$(mktemp /tmp/issun-bench-server.XXXXXX)
   wait_quiet
   # shellcheck disable=SC2086
-  env ISSUN_BIND_ADDR=127.0.0.1:0 ISSUN_METRICS_PORT=0 ISSUN_MAX_CLIENTS=10000 \
-    ISSUN_MAX_CONNS_PER_IP=0 ISSUN_MAX_HANDSHAKES_PER_IP=0 \
-    ISSUN_MAX_EVENTS_PER_SEC=100000 ISSUN_RETRY=never ${BENCH_SERVER_ENV:-} \
-    "${SRV_PIN[@]}" "$SERVER" >"$slog" 2>&1 &
+  env "${BENCH_ENV[@]}" ${BENCH_SERVER_ENV:-} "${SRV_PIN[@]}" "$SERVER" >"$slog" 2>&1 &
   SPID=$!
-  addr=""
-  for _ in $(seq 100); do
-    addr=$(grep -o 'Relay server listening on addr=[0-9.:]*' "$slog" | head -n1 | cut -d= -f2)
-    [ -n "$addr" ] && break
-    kill -0 "$SPID" 2>/dev/null || break
-    sleep 0.1
-  done
-  if [ -z "$addr" ]; then
+  RUN_PIDS+=("$SPID")
+  if ! wait_for 10 'server_started "$slog"' "$SPID"; then
     echo "bench: server did not start" >&2
     cat "$slog" >&2
     exit 1
   fi
-  fp=$(grep -o 'sha256=[0-9A-Fa-f:]*' "$slog" | head -n1 | cut -d= -f2)
-  echo "bench: $wl: server pid $SPID at $addr" >&2
+  echo "bench: $wl: server pid $SPID at $ADDR" >&2
   # shellcheck disable=SC2086
-  "${GEN_PIN[@]}" "$LOAD" --workload "$wl" --server "$addr" --server-pid "$SPID" --pin "$fp" \
+  "${GEN_PIN[@]}" "$LOAD" --workload "$wl" --server "$ADDR" --server-pid "$SPID" --pin "$FPR" \
     ${BENCH_ARGS:-} >"$OUT/$wl-$stamp.json" 2>"$log"
   rc=$?
-  stop_server
+  run_cleanup
   { echo "---- server log (tail)"; tail -n 5 "$slog"; } >>"$log"
   rm -f "$slog"
   if [ $rc != 0 ]; then

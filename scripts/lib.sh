@@ -1,5 +1,7 @@
 # shellcheck shell=bash
 # Shell helpers shared by the benchmark scripts (sourced, not run).
+# The globals set here (BENCH_ENV, ADDR, FPR) are read by those scripts.
+# shellcheck disable=SC2034
 
 # wait_for SECONDS CONDITION [PID]: evaluates the shell CONDITION (given in
 # single quotes) every 100 ms until it holds (returns 0), SECONDS pass, or
@@ -35,4 +37,30 @@ find_binaries() {
   LOAD=${LOAD:-$BUILD_DIR/tools/issun-load/issun-load}
   [ -x "$SERVER" ] || { echo "$1: no server at $SERVER" >&2; exit 1; }
   [ -x "$LOAD" ] || { echo "$1: no issun-load at $LOAD" >&2; exit 1; }
+}
+
+# What every benchmark gives the relay: a port the kernel picks on loopback,
+# no metrics endpoint (a later ISSUN_METRICS_PORT overrides it), no limits
+# per address, no Retry, and client and event rates no workload reaches.
+BENCH_ENV=(ISSUN_BIND_ADDR=127.0.0.1:0 ISSUN_METRICS_PORT=0 ISSUN_MAX_CLIENTS=10000
+  ISSUN_MAX_CONNS_PER_IP=0 ISSUN_MAX_HANDSHAKES_PER_IP=0 ISSUN_MAX_EVENTS_PER_SEC=100000
+  ISSUN_RETRY=never)
+
+# server_started LOG: 0 once the relay writing LOG is listening, with ADDR
+# (host:port) and FPR (its certificate's SHA-256, for --pin) set from it.
+server_started() {
+  ADDR=$(grep -o 'Relay server listening on addr=[0-9.:]*' "$1" | head -n1 | cut -d= -f2)
+  FPR=$(grep -o 'sha256=[0-9A-Fa-f:]*' "$1" | head -n1 | cut -d= -f2)
+  [ -n "$ADDR" ]
+}
+
+# The current run's processes and temporary directory: run_cleanup stops
+# the first and removes the second (the scripts trap it on EXIT too).
+RUN_PIDS=()
+TMP=""
+run_cleanup() {
+  stop_pids "${RUN_PIDS[@]}"
+  [ -n "$TMP" ] && rm -rf "$TMP"
+  RUN_PIDS=()
+  TMP=""
 }

@@ -45,13 +45,7 @@ STALL_MS=${STALL_MS:-600}
 command -v python3 >/dev/null || { echo "lossy-soak: python3 not found" >&2; exit 1; }
 find_binaries lossy-soak
 
-SPID="" PROXY_PID="" TMP=""
-cleanup() {
-  stop_pids "$PROXY_PID" "$SPID"
-  [ -n "$TMP" ] && rm -rf "$TMP"
-  SPID="" PROXY_PID="" TMP=""
-}
-trap cleanup EXIT
+trap run_cleanup EXIT
 trap 'exit 130' INT TERM
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -64,29 +58,25 @@ for run in $(seq "$RUNS"); do
     qlog_env=(ISSUN_QLOG_DIR="$TMP/qlog")
   fi
   # shellcheck disable=SC2086
-  env ISSUN_BIND_ADDR=127.0.0.1:0 ISSUN_METRICS_PORT=0 ISSUN_MAX_CONNS_PER_IP=0 \
-    ISSUN_MAX_HANDSHAKES_PER_IP=0 ISSUN_MAX_EVENTS_PER_SEC=100000 ISSUN_RETRY=never \
-    "${qlog_env[@]}" ${BENCH_SERVER_ENV:-} "$SERVER" >"$TMP/server.log" 2>&1 &
-  SPID=$!
-  if ! wait_for 10 'grep -q "Relay server listening on addr=" "$TMP/server.log"' "$SPID"; then
+  env "${BENCH_ENV[@]}" "${qlog_env[@]}" ${BENCH_SERVER_ENV:-} "$SERVER" >"$TMP/server.log" 2>&1 &
+  RUN_PIDS+=("$!")
+  if ! wait_for 10 'server_started "$TMP/server.log"' $!; then
     echo "run $run: the server did not start" >&2
     tail -n 20 "$TMP/server.log" >&2
     failed=$((failed + 1))
-    cleanup
+    run_cleanup
     continue
   fi
-  port=$(grep -o 'Relay server listening on addr=[0-9.:]*' "$TMP/server.log" | head -n1 | sed 's/.*://')
-  fp=$(grep -o 'sha256=[0-9A-Fa-f:]*' "$TMP/server.log" | head -n1 | cut -d= -f2)
-  python3 "$ROOT/scripts/lossy-proxy.py" --port-file "$TMP/proxy.port" "$port" 0 "$DELAY_MS" "$LOSS" "$run" &
-  PROXY_PID=$!
-  if ! wait_for 10 '[ -s "$TMP/proxy.port" ]' "$PROXY_PID"; then
+  python3 "$ROOT/scripts/lossy-proxy.py" --port-file "$TMP/proxy.port" "${ADDR##*:}" 0 "$DELAY_MS" "$LOSS" "$run" &
+  RUN_PIDS+=("$!")
+  if ! wait_for 10 '[ -s "$TMP/proxy.port" ]' $!; then
     echo "run $run: the proxy did not start" >&2
     failed=$((failed + 1))
-    cleanup
+    run_cleanup
     continue
   fi
   # shellcheck disable=SC2086
-  "$LOAD" $LOAD_ARGS --server "127.0.0.1:$(cat "$TMP/proxy.port")" --pin "$fp" \
+  "$LOAD" $LOAD_ARGS --server "127.0.0.1:$(cat "$TMP/proxy.port")" --pin "$FPR" \
     --seconds "$RUN_SECONDS" >"$TMP/load.json" 2>"$TMP/load.log"
   line=$(python3 - "$TMP/load.json" "$STALL_MS" <<'EOF'
 import json, sys
@@ -105,7 +95,7 @@ EOF
     echo "run $run: no result from issun-load" >&2
     tail -n 20 "$TMP/load.log" >&2
     failed=$((failed + 1))
-    cleanup
+    run_cleanup
     continue
   fi
   read -r verdict mx loss text <<<"$line"
@@ -119,7 +109,7 @@ EOF
       mkdir -p "$OUT" && cp -r "$TMP/qlog" "$kept" && echo "run $run: traces in $kept"
     fi
   fi
-  cleanup
+  run_cleanup
 done
 echo "lossy-soak: $RUNS runs at ${LOSS}% loss, ${DELAY_MS} ms each way: $stalls over ${STALL_MS} ms (worst max ${worst} ms), $lossy with loss, $failed failed"
 [ "$stalls" -eq 0 ] && [ "$lossy" -eq 0 ] && [ "$failed" -eq 0 ]

@@ -145,6 +145,9 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* ISSUN_CC's words, in the order of enum cfg_cc (cfg_cc_name logs them). */
+static const char *const cc_words[] = {"cubic", "reno", "bbr", "bbr2"};
+
 /* A setting that takes one word of a list (any case): *out = its index,
  * which is its enum value.  Otherwise an error that names the list. */
 static int pick_word(const char *name, const char *val, const char *what,
@@ -644,10 +647,8 @@ static int apply(srv_config *c, const struct opt *o, const char *name, const cha
     static const char *const words[] = {"auto", "always"}; /* enum cfg_flush */
     return pick_word(name, val, "flush mode", words, 2, &c->flush_mode, err, errlen);
   }
-  case K_CC: {
-    static const char *const words[] = {"cubic", "reno", "bbr", "bbr2"}; /* enum cfg_cc */
-    return pick_word(name, val, "congestion control", words, 4, &c->cc_algo, err, errlen);
-  }
+  case K_CC:
+    return pick_word(name, val, "congestion control", cc_words, 4, &c->cc_algo, err, errlen);
   case K_LOGFMT: {
     static const char *const words[] = {"text", "json"}; /* enum cfg_log_format */
     return pick_word(name, val, "log format", words, 2, &c->log_format, err, errlen);
@@ -657,6 +658,10 @@ static int apply(srv_config *c, const struct opt *o, const char *name, const cha
 }
 
 /* ---- public -------------------------------------------------------------- */
+
+const char *cfg_cc_name(int cc) {
+  return cc >= 0 && cc < (int)(sizeof cc_words / sizeof cc_words[0]) ? cc_words[cc] : "?";
+}
 
 void cfg_defaults(srv_config *c) {
   memset(c, 0, sizeof(*c));

@@ -72,6 +72,9 @@ enum cfg_retry { CFG_RETRY_AUTO = 0, CFG_RETRY_ALWAYS, CFG_RETRY_NEVER };
 enum cfg_flush { CFG_FLUSH_AUTO = 0, CFG_FLUSH_ALWAYS };
 enum cfg_cc { CFG_CC_CUBIC = 0, CFG_CC_RENO, CFG_CC_BBR, CFG_CC_BBR2 };
 
+/* The ISSUN_CC word for an enum cfg_cc value. */
+const char *cfg_cc_name(int cc);
+
 /* Fills *c with the defaults above. */
 void cfg_defaults(srv_config *c);
 

@@ -1364,10 +1364,9 @@ int srv_run(srv *s) {
   }
   LOG_INFO(&s->log, "Relay server listening on", "addr=%s alpn=issun/1 legacy=%s gro=%d", addr,
            legacy_allowed(s) ? "on" : "off", s->use_gro);
-  static const char *const cc_names[] = {"cubic", "reno", "bbr", "bbr2"}; /* enum cfg_cc */
   LOG_INFO(&s->log, "Relay server started, waiting for connections...",
            "max_clients=%u heartbeat_ms=%u rooms=%s cc=%s", s->cfg.max_clients,
-           s->cfg.heartbeat_ms, s->cfg.enable_rooms ? "on" : "off", cc_names[s->cfg.cc_algo]);
+           s->cfg.heartbeat_ms, s->cfg.enable_rooms ? "on" : "off", cfg_cc_name(s->cfg.cc_algo));
 
   struct epoll_event evs[16];
   for (;;) {

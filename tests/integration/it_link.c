@@ -20,7 +20,7 @@
 #include "it.h"
 
 static it_server srv;
-static pid_t proxy_pid; /* killed by teardown too, should a test fail midway */
+static pid_t proxy_pid; /* the running proxy, or 0; teardown stops it should a test fail midway */
 
 static int setup(void **state) {
   (void)state;
@@ -28,23 +28,22 @@ static int setup(void **state) {
   return it_server_start(&srv, env);
 }
 
+static void proxy_stop(void) {
+  if (proxy_pid <= 0) return;
+  kill(proxy_pid, SIGTERM);
+  waitpid(proxy_pid, NULL, 0);
+  proxy_pid = 0;
+}
+
 static int teardown(void **state) {
   (void)state;
-  if (proxy_pid > 0) {
-    kill(proxy_pid, SIGTERM);
-    waitpid(proxy_pid, NULL, 0);
-  }
+  proxy_stop();
   return it_server_stop(&srv) == 0 ? 0 : -1;
 }
 
-typedef struct delay_proxy {
-  pid_t pid;
-  uint16_t port;
-} delay_proxy;
-
 /* Starts scripts/lossy-proxy.py in front of server s (delay_ms each way,
- * no loss) and waits for its port. */
-static void proxy_start(delay_proxy *p, const it_server *s, int delay_ms) {
+ * no loss), waits for it to listen and returns its port. */
+static uint16_t proxy_start(const it_server *s, int delay_ms) {
   const char *src = getenv("ISSUN_SOURCE_DIR");
   assert_non_null(src);
   char script[512], port_file[320], server_port[16], delay[16];
@@ -52,15 +51,15 @@ static void proxy_start(delay_proxy *p, const it_server *s, int delay_ms) {
   snprintf(port_file, sizeof port_file, "%s/proxy.port", s->dir);
   snprintf(server_port, sizeof server_port, "%u", s->port);
   snprintf(delay, sizeof delay, "%d", delay_ms);
-  p->pid = fork();
-  assert_true(p->pid >= 0);
-  if (p->pid > 0) proxy_pid = p->pid;
-  if (p->pid == 0) {
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the test */
     execlp("python3", "python3", script, "--port-file", port_file, server_port, "0", delay, "0",
            (char *)NULL);
     _exit(127);
   }
+  proxy_pid = pid;
   uint64_t end = it_now_ms() + 10000;
   while (it_now_ms() < end) {
     FILE *f = fopen(port_file, "r");
@@ -69,27 +68,15 @@ static void proxy_start(delay_proxy *p, const it_server *s, int delay_ms) {
       if (fscanf(f, "%u", &port) != 1) port = 0;
       fclose(f);
     }
-    if (port) {
-      p->port = (uint16_t)port;
-      return;
+    if (port) return (uint16_t)port;
+    if (waitpid(pid, NULL, WNOHANG) == pid) {
+      proxy_pid = 0;
+      fail_msg("lossy-proxy.py exited early");
     }
-    int st;
-    if (waitpid(p->pid, &st, WNOHANG) == p->pid) fail_msg("lossy-proxy.py exited early");
     usleep(10000); /* polling for the file, with a deadline */
   }
   fail_msg("lossy-proxy.py did not start");
-}
-
-static void proxy_stop(delay_proxy *p) {
-  kill(p->pid, SIGTERM);
-  waitpid(p->pid, NULL, 0);
-  proxy_pid = 0;
-}
-
-static uint64_t received(const itc *t) {
-  issun_client_stats st = {0};
-  assert_int_equal(issun_client_stats_get(t->c, &st), 0);
-  return st.events_received;
+  return 0;
 }
 
 static void send_to(itc *a, uint64_t to, size_t len) {
@@ -122,28 +109,26 @@ static void stream(itc *a, itc *b, uint64_t to, int n, size_t len, int gap_ms) {
  * (over a lossy link it held a player's events for a second).  Now the
  * burst arrives in a few round trips. */
 static void burst_after_long_stream(const it_server *s) {
-  delay_proxy p = {0};
-  proxy_start(&p, s, 10);
   it_server via = *s;
-  via.port = p.port;
+  via.port = proxy_start(s, 10);
   itc *a = itc_new(s, "link-a", NULL), *b = itc_new(&via, "link-b", NULL);
   uint64_t idb = issun_client_node_id(b->c);
 
-  uint64_t r0 = received(b);
+  uint64_t r0 = b->nev;
   stream(a, b, idb, 4000, 1000, 1);
-  assert_true(IT_WAIT(20000, received(b) - r0 == 4000, a, b));
+  assert_true(IT_WAIT(20000, b->nev - r0 == 4000, a, b));
 
-  r0 = received(b);
+  r0 = b->nev;
   uint64_t t0 = it_now_ms();
   stream(a, b, idb, 300, 1000, 0);
-  int ok = IT_WAIT(20000, received(b) - r0 == 300, a, b);
+  int ok = IT_WAIT(20000, b->nev - r0 == 300, a, b);
   uint64_t took = it_now_ms() - t0;
   print_message("a burst of 300 KB reached b in %llu ms\n", (unsigned long long)took);
   assert_true(ok);
   assert_true(took < 400); /* about 70 ms here; 830 ms with the fault */
   itc_free(a);
   itc_free(b);
-  proxy_stop(&p);
+  proxy_stop();
 }
 
 static void test_burst_after_long_stream(void **state) {
