@@ -700,6 +700,15 @@ static void txq_advance(txq *t, size_t n) {
   }
 }
 
+/* Runs ngtcp2's due timers, noting when its loss timer is among them: a PTO
+ * queues probe packets, which conn_write must not leave behind. */
+static int conn_handle_expiry(srv *s, conn *c) {
+  ngtcp2_conn_stat st;
+  ngtcp2_conn_get_conn_stat(c->q, &st);
+  if (st.loss_detection_timer <= s->now) c->loss_timer_ran = 1;
+  return ngtcp2_conn_handle_expiry(c->q, s->now);
+}
+
 /* Writes everything a connection has to send, packed into as few packets
  * as possible, into one GSO message of the batch. */
 static void conn_write(srv *s, txbatch *b, conn *c) {
@@ -716,10 +725,16 @@ static void conn_write(srv *s, txbatch *b, conn *c) {
      * when it ran (see the end of this function). */
     ngtcp2_conn_update_pkt_tx_time(c->q, c->pace_ts);
     c->pace_ts = 0;
-    (void)ngtcp2_conn_handle_expiry(c->q, s->now);
+    (void)conn_handle_expiry(s, c);
   }
+  /* Stopping once a packet took the last of our data (below) is right only
+   * when nothing but probes can follow it and none can be queued, and when
+   * the controller does not need the empty call's app-limited mark (BBR
+   * samples the delivery rate with it; cubic and reno only take a maximum). */
+  int stop_when_drained = !c->loss_timer_ran && c->state == CS_SESSION && !c->legacy &&
+                          (s->cfg.cc_algo == CFG_CC_CUBIC || s->cfg.cc_algo == CFG_CC_RENO);
   size_t start = b->used, seg = 0, total = 0;
-  int npkts = 0, stream_blocked = 0, more = 0, wrote = 0;
+  int npkts = 0, stream_blocked = 0, more = 0, wrote = 0, drained = 0;
   ngtcp2_path first_path;
   struct sockaddr_storage fp_local, fp_remote;
 
@@ -766,6 +781,13 @@ static void conn_write(srv *s, txbatch *b, conn *c) {
                                      nv ? vec : NULL, nv, s->now);
       if (ndata > 0) txq_advance(&c->tx, (size_t)ndata);
       if (nw == NGTCP2_ERR_WRITE_MORE) continue;
+      /* ngtcp2 writes our data into a packet only after every frame it had
+       * queued itself (ACK, control frames, retransmissions), so once a
+       * packet took the last of ours, another call finds nothing, unless a
+       * PTO queued two probe packets: see stop_when_drained.  Skipping that
+       * call saves 7-12% of user-space instructions per packet. */
+      if (stop_when_drained && nw > 0 && ndata > 0 && c->tx.unsent == 0 && c->dg.len == 0)
+        drained = 1;
       if (nw == NGTCP2_ERR_STREAM_DATA_BLOCKED || nw == NGTCP2_ERR_STREAM_SHUT_WR ||
           nw == NGTCP2_ERR_STREAM_NOT_FOUND) {
         stream_blocked = 1;
@@ -778,7 +800,10 @@ static void conn_write(srv *s, txbatch *b, conn *c) {
       conn_close_liberr(c, (int)nw);
       break;
     }
-    if (nw == 0) break;
+    if (nw == 0) {
+      c->loss_timer_ran = 0; /* ngtcp2 has nothing left, probes included */
+      break;
+    }
     wrote = 1;
     if (npkts == 0) {
       memcpy(&fp_local, ps.path.local.addr, ps.path.local.addrlen);
@@ -817,6 +842,7 @@ static void conn_write(srv *s, txbatch *b, conn *c) {
       total = 0;
       npkts = 0;
     }
+    if (drained) break;
   }
   if (npkts > 0) {
     batch_add(s, b, c, &first_path, start, total, npkts > 1 ? seg : 0);
@@ -1096,7 +1122,7 @@ static void run_timers(srv *s) {
       continue;
     }
     if (ngtcp2_conn_get_expiry(c->q) <= s->now) {
-      int rv = ngtcp2_conn_handle_expiry(c->q, s->now);
+      int rv = conn_handle_expiry(s, c);
       if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
         if (rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT || c->state == CS_HANDSHAKE) {
           s->stats.handshakes[ST_HS_TLS_FAILED]++;

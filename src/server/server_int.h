@@ -100,6 +100,8 @@ typedef struct conn {
   uint64_t last_deliv_ns;   /* flush window: when the last event was queued to us */
   uint32_t deliv_gap_us;    /* flush window: moving average of the gaps between them */
   uint64_t pace_ts;         /* a pass that drained the queue, not yet told to the pacer */
+  int loss_timer_ran;       /* ngtcp2's loss timer fired since a write pass last wrote
+                             * until ngtcp2 had nothing left: probes may be queued */
   uint64_t close_deadline;  /* CS_CLOSING / CS_DRAINING */
   uint64_t started_ns;      /* connection accepted */
   uint64_t session_ns;      /* ACK sent */
