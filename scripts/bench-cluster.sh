@@ -16,6 +16,8 @@ load=$build/tools/issun-load/issun-load
 for f in "$bin" "$load"; do [ -x "$f" ] || { echo "bench-cluster: $f missing (build first)" >&2; exit 1; }; done
 command -v nats-server >/dev/null || { echo "bench-cluster: nats-server missing (scripts/deps.sh test)" >&2; exit 1; }
 here=$(pwd)
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 tmp=$(mktemp -d /tmp/issun-bench-cluster-XXXXXX)
 pids=()
 cleanup() {
@@ -26,7 +28,6 @@ cleanup() {
 trap cleanup EXIT
 "$here/scripts/gen-cert.sh" --dir "$tmp/certs" >/dev/null 2>&1
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 wait_log() { for _ in $(seq 1 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "bench-cluster: no '$2' in $1" >&2; cat "$1" >&2; exit 1; }
 

@@ -55,10 +55,6 @@ small_args() {
   esac
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 trap run_cleanup EXIT
 trap 'exit 130' INT TERM
 

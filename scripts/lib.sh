@@ -39,6 +39,11 @@ find_binaries() {
   [ -x "$LOAD" ] || { echo "$1: no issun-load at $LOAD" >&2; exit 1; }
 }
 
+# free_port: prints a TCP port on 127.0.0.1 that is free right now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 # What every benchmark gives the relay: a port the kernel picks on loopback,
 # no metrics endpoint (a later ISSUN_METRICS_PORT overrides it), no limits
 # per address, no Retry, and client and event rates no workload reaches.
