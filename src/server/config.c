@@ -73,6 +73,13 @@ static const struct opt opts[] = {
     {"flush-mode", "MODE", "ISSUN_FLUSH_MODE", K_FLUSH, OFF(flush_mode), 0, 0, "auto",
      "when the flush window applies: auto (while most events go to clients receiving them "
      "less than two windows apart) or always"},
+    {"flush-max-us", "MICROSECONDS", "ISSUN_FLUSH_MAX_US", K_U32, OFF(flush_max_us), 0, 1000000,
+     "8000",
+     "longest the flush window may grow while the relay's loop is short of CPU, 0 to 1000000 "
+     "(at or below --flush-us: never widened)"},
+    {"flush-busy-pct", "PERCENT", "ISSUN_FLUSH_BUSY_PCT", K_U32, OFF(flush_busy_pct), 1, 99, "80",
+     "share of time the loop may be busy before the flush window widens, 1 to 99 (it narrows "
+     "again below five eighths of it)"},
     {"cc", "ALGO", "ISSUN_CC", K_CC, OFF(cc_algo), 0, 0, "cubic",
      "congestion control towards the players: cubic, reno, bbr or bbr2 (bbr gave a lower "
      "p99 on a lossy link; see docs/operations.md)"},
@@ -687,6 +694,8 @@ void cfg_defaults(srv_config *c) {
   c->slow_consumer_bytes = 1048576;
   c->flush_us = 1000;
   c->flush_mode = CFG_FLUSH_AUTO;
+  c->flush_max_us = 8000;
+  c->flush_busy_pct = 80;
   c->metrics_port = 9090;
   c->log_level = LOG_LVL_INFO;
   c->log_format = LOG_FMT_TEXT;

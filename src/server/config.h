@@ -36,6 +36,8 @@ typedef struct srv_config {
   uint64_t slow_consumer_bytes;   /* ISSUN_SLOW_CONSUMER_BYTES / --slow-consumer-bytes, 1048576 */
   uint32_t flush_us;              /* ISSUN_FLUSH_US / --flush-us, 1000 (0: write at the end of every loop turn) */
   int flush_mode;                 /* ISSUN_FLUSH_MODE / --flush-mode, auto|always */
+  uint32_t flush_max_us;          /* ISSUN_FLUSH_MAX_US / --flush-max-us, 8000 (<= flush_us: never widened) */
+  uint32_t flush_busy_pct;        /* ISSUN_FLUSH_BUSY_PCT / --flush-busy-pct, 80 (1..99) */
   int cc_algo;                    /* ISSUN_CC / --cc, enum cfg_cc */
   uint16_t metrics_port;          /* ISSUN_METRICS_PORT / --metrics-port, 9090, 0 disables */
   char metrics_addr[64];          /* ISSUN_METRICS_ADDR / --metrics-addr, IP literal; "" = the bind host */

@@ -305,8 +305,7 @@ void conn_mark_dirty(conn *c) {
   c->dirty_next = c->s->dirty;
   c->s->dirty = c;
   /* The flush window (ISSUN_FLUSH_US) starts with the first dirty connection. */
-  if (!c->s->flush_due)
-    c->s->flush_due = c->s->now + (c->s->flush_active ? (uint64_t)c->s->cfg.flush_us * 1000ull : 0);
+  if (!c->s->flush_due) c->s->flush_due = c->s->now + (uint64_t)c->s->flush_now_us * 1000ull;
 }
 
 void conn_rearm(conn *c) {
@@ -1339,11 +1338,37 @@ static void begin_shutdown(srv *s, const char *why) {
   relay_shutdown_all(s);
 }
 
-/* Flush window, auto mode: every 100 ms, keep the window in force while
+/* The flush window under load.  When the loop was busy for at least
+ * ISSUN_FLUSH_BUSY_PCT of the last interval, every write waits for a
+ * window that doubles each interval, from twice ISSUN_FLUSH_US (at least
+ * 1 ms) up to ISSUN_FLUSH_MAX_US; below five eighths of that share it
+ * halves again, and goes back to the normal rule under its first step.
+ * A loop that cannot keep up would otherwise queue without bound; a
+ * longer window packs more events per packet and takes reads and writes
+ * in larger batches, which buys CPU for a few ms of latency.  Between the
+ * two thresholds the window holds, so a load near the line does not make
+ * it swing every interval.  Returns the next widened window (0: none). */
+uint32_t flush_load_step(const srv_config *cfg, uint32_t load_us, unsigned busy_pct) {
+  if (cfg->flush_max_us <= cfg->flush_us) return 0;
+  uint32_t first = cfg->flush_us >= 500 ? 2 * cfg->flush_us : 1000;
+  if (first > cfg->flush_max_us) first = cfg->flush_max_us;
+  if (busy_pct >= cfg->flush_busy_pct) {
+    if (!load_us) return first;
+    return load_us >= cfg->flush_max_us / 2 ? cfg->flush_max_us : 2 * load_us;
+  }
+  if (load_us && busy_pct * 8 < cfg->flush_busy_pct * 5) {
+    load_us /= 2;
+    return load_us < first ? 0 : load_us;
+  }
+  return load_us;
+}
+
+/* Flush window, every 100 ms.  Auto mode keeps the window in force while
  * most deliveries went to hot connections (relay.c note_delivery: events
  * less than two windows apart), where holding a write packs events into
  * shared packets.  On at a half, off below two fifths, so that a load near
- * the line does not flip the mode every decision. */
+ * the line does not flip the mode every decision.  Then the loop's busy
+ * share may widen the window (flush_load_step). */
 static void flush_evaluate(srv *s) {
   int on;
   if (s->cfg.flush_us == 0)
@@ -1356,13 +1381,42 @@ static void flush_evaluate(srv *s) {
     on = s->flush_hot * 5 >= s->flush_all * 2;
   else
     on = s->flush_hot * 2 >= s->flush_all;
-  if (s->flush_active)
+  if (s->flush_now_us && s->flush_last_eval)
     s->stats.flush_active_ns += s->now - s->flush_last_eval;
   if (on != s->flush_active && s->cfg.flush_mode != CFG_FLUSH_ALWAYS)
     LOG_DEBUG(&s->log, on ? "Flush window on" : "Flush window off",
               "window_us=%u hot_deliveries=%llu deliveries=%llu", s->cfg.flush_us,
               (unsigned long long)s->flush_hot, (unsigned long long)s->flush_all);
   s->flush_active = on;
+
+  /* The loop's busy share since the last decision (none before the first). */
+  uint64_t span = s->now - s->flush_last_eval, idle = s->idle_ns - s->idle_at_eval;
+  s->idle_at_eval = s->idle_ns;
+  if (s->flush_last_eval && span) {
+    unsigned busy = idle >= span ? 0 : (unsigned)((span - idle) * 100 / span);
+    uint32_t load = flush_load_step(&s->cfg, s->flush_load_us, busy);
+    /* One line when the window widens and one when it is back, at most
+     * one pair per 10 s: a load on the line would otherwise log every
+     * few hundred ms.  Pairs left out are counted in the next line. */
+    if (load && !s->flush_load_us) {
+      s->load_logged = s->now >= s->load_log_at;
+      if (s->load_logged) {
+        LOG_WARN(&s->log, "Relay loop short of CPU, widening the flush window",
+                 "busy_pct=%u window_us=%u max_window_us=%u unlogged=%u", busy, load,
+                 s->cfg.flush_max_us, s->load_unlogged);
+        s->load_unlogged = 0;
+        s->load_log_at = s->now + 10ull * NGTCP2_SECONDS;
+      } else {
+        s->load_unlogged++;
+      }
+    } else if (!load && s->flush_load_us && s->load_logged) {
+      LOG_INFO(&s->log, "Relay loop has CPU to spare, flush window back to normal",
+               "busy_pct=%u window_us=%u", busy, on ? s->cfg.flush_us : 0);
+      s->load_logged = 0;
+    }
+    s->flush_load_us = load;
+  }
+  s->flush_now_us = s->flush_load_us ? s->flush_load_us : on ? s->cfg.flush_us : 0;
   s->flush_hot = s->flush_all = 0;
   s->flush_last_eval = s->now;
   s->flush_eval_at = s->now + FLUSH_EVAL_NS;
@@ -1404,8 +1458,10 @@ int srv_run(srv *s) {
            s->cfg.heartbeat_ms, s->cfg.enable_rooms ? "on" : "off", cfg_cc_name(s->cfg.cc_algo));
 
   struct epoll_event evs[16];
+  s->loop_started_ns = srv_clock_ns();
   for (;;) {
     int n;
+    uint64_t wait_from = srv_clock_ns(); /* idle time, for the flush window under load */
     if (s->dirty && s->flush_due > s->now && !s->stopping) {
       /* A flush window is open (ISSUN_FLUSH_US): sleep it out instead of
        * waking for every datagram, then take whatever is ready.  Reads,
@@ -1423,6 +1479,7 @@ int srv_run(srv *s) {
       break;
     }
     s->now = srv_clock_ns();
+    s->idle_ns += s->now - wait_from;
     for (int i = 0; i < n; i++) {
       uint32_t id = evs[i].data.u32;
       if (id < (uint32_t)s->nfds) {

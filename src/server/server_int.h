@@ -162,7 +162,14 @@ struct srv {
   int use_gso, use_gro;
   uint64_t timer_armed; /* timerfd deadline currently set (0 = none) */
   uint64_t flush_due;   /* flush window: no write pass before this (0 = nothing dirty) */
-  int flush_active;     /* flush window in force (ISSUN_FLUSH_MODE, flush_evaluate) */
+  int flush_active;     /* auto mode's decision: the window packs events (flush_evaluate) */
+  uint32_t flush_now_us;  /* window in force, µs (0: write at the end of every turn) */
+  uint32_t flush_load_us; /* widened window while the loop is short of CPU (0: not widened) */
+  uint64_t loop_started_ns;             /* srv_run began */
+  uint64_t idle_ns, idle_at_eval;       /* loop: time spent waiting (epoll, window sleep) */
+  uint64_t load_log_at;                 /* no window-widening log line before this */
+  uint32_t load_unlogged;               /* widenings not logged since the last one */
+  int load_logged;                      /* this widening was logged: log its end too */
   uint64_t flush_eval_at, flush_last_eval; /* next and last flush_evaluate */
   uint64_t flush_all, flush_hot; /* deliveries since then: all, and to hot connections */
   uint64_t qlog_seq;    /* ISSUN_QLOG_DIR: files opened, for unique names */
@@ -197,6 +204,7 @@ void conn_mark_dirty(conn *c);
 void conn_rearm(conn *c);
 void conn_close(conn *c, uint16_t code, const char *why);
 void srv_random(srv *s, void *p, size_t n);
+uint32_t flush_load_step(const srv_config *cfg, uint32_t load_us, unsigned busy_pct);
 
 /* relay.c: the protocol on top of a QUIC connection */
 void relay_on_handshake(conn *c);

@@ -46,11 +46,11 @@ static uint16_t free_tcp_port(void) {
 /* Starts a server with its metrics endpoint on a free port (a second try
  * if another process took the port in between). */
 static int start_with_metrics(it_server *s, uint16_t *port, char *envbuf, size_t envlen,
-                              const char *extra) {
+                              const char *extra, const char *extra2) {
   for (int attempt = 0; attempt < 3; attempt++) {
     *port = free_tcp_port();
     snprintf(envbuf, envlen, "ISSUN_METRICS_PORT=%u", *port);
-    const char *env[] = {envbuf, extra, NULL};
+    const char *env[] = {envbuf, extra ? extra : extra2, extra ? extra2 : NULL, NULL};
     if (it_server_start(s, env) == 0) {
       char needle[64];
       snprintf(needle, sizeof needle, "Metrics endpoint listening on addr=127.0.0.1:%u", *port);
@@ -65,7 +65,7 @@ static int start_with_metrics(it_server *s, uint16_t *port, char *envbuf, size_t
 
 static int setup(void **state) {
   return start_with_metrics(&srv, &mport, mport_env, sizeof mport_env,
-                            "ISSUN_MAX_EVENTS_PER_SEC=1000");
+                            "ISSUN_MAX_EVENTS_PER_SEC=1000", NULL);
 }
 
 static int teardown(void **state) {
@@ -158,8 +158,8 @@ static http_resp http(uint16_t port, const char *method, const char *path) {
   return http_raw(port, req, (size_t)n);
 }
 
-static char *scrape(void) {
-  http_resp r = http(mport, "GET", "/metrics");
+static char *scrape_port(uint16_t port) {
+  http_resp r = http(port, "GET", "/metrics");
   assert_int_equal(r.status, 200);
   assert_non_null(strstr(r.all, "Content-Type: text/plain; version=0.0.4"));
   char *body = strdup(r.body);
@@ -177,13 +177,21 @@ static double value_of(const char *text, const char *series) {
   return -1;
 }
 
-static double metric(const char *series) {
-  char *t = scrape();
+static char *scrape(void) {
+  return scrape_port(mport);
+}
+
+static double metric_on(uint16_t port, const char *series) {
+  char *t = scrape_port(port);
   double v = value_of(t, series);
   free(t);
   if (v < 0)
     fail_msg("series %s not exposed", series);
   return v;
+}
+
+static double metric(const char *series) {
+  return metric_on(mport, series);
 }
 
 /* Polls /metrics until `series` equals want (counters the clients cannot
@@ -580,13 +588,79 @@ static void test_flush_window_follows_traffic(void **state) {
     itc_free(cs[i]);
 }
 
+/* The loop's busy share widens the window.  With ISSUN_FLUSH_BUSY_PCT=1
+ * any real traffic is "load": the window must grow past ISSUN_FLUSH_US
+ * while events flow, deliver every one of them, and go back to none once
+ * they stop. */
+static void test_flush_window_widens_under_load(void **state) {
+  it_server s3;
+  uint16_t port3;
+  char env3[64];
+  assert_int_equal(start_with_metrics(&s3, &port3, env3, sizeof env3,
+                                      "ISSUN_MAX_EVENTS_PER_SEC=1000", "ISSUN_FLUSH_BUSY_PCT=1"),
+                   0);
+  assert_int_equal(metric_on(port3, "issun_flush_window_length_seconds"), 0);
+  itc *cs[8];
+  char name[8];
+  for (int i = 0; i < 8; i++) {
+    snprintf(name, sizeof name, "w%d", i);
+    cs[i] = itc_new(&s3, name, NULL);
+  }
+  double busy0 = metric_on(port3, "issun_loop_busy_seconds_total");
+  uint64_t t0 = it_now_ms();
+
+  /* Four players every 2 ms, watched until the window is past 1 ms. */
+  size_t sent = 0;
+  double widest = 0;
+  uint64_t start = it_now_ms(), next = start, next_scrape = start + 100;
+  while (it_now_ms() - start < 10000 && widest <= 0.001) {
+    uint64_t now = it_now_ms();
+    if (now >= next) {
+      for (size_t i = 0; i < 4; i++, sent++)
+        send_ev(cs[i], "m::Tick", ISSUN_SCOPE_BROADCAST, 0);
+      next += 2;
+    }
+    if (now >= next_scrape) {
+      next_scrape = now + 100;
+      widest = metric_on(port3, "issun_flush_window_length_seconds");
+    }
+    it_poll(1, cs, 8);
+  }
+  if (widest <= 0.001) fail_msg("window stayed at %.6f s", widest);
+  assert_int_equal(metric_on(port3, "issun_flush_window_active"), 1);
+  assert_true(it_server_log_has(&s3, "Relay loop short of CPU, widening the flush window"));
+  /* Nothing is lost to the wider window. */
+  assert_true(IT_WAIT(5000, cs[7]->nev == sent, cs[0], cs[1], cs[2], cs[3], cs[4], cs[5], cs[6],
+                      cs[7]));
+  assert_int_equal(cs[4]->nev, sent);
+
+  /* Idle again: back to no window (auto mode never saw hot clients).
+   * Scrapes are work too, so they come only every quarter second here. */
+  uint64_t end = it_now_ms() + 8000;
+  double w = widest;
+  while (w != 0 && it_now_ms() < end) {
+    for (uint64_t t = it_now_ms() + 250; it_now_ms() < t;)
+      it_poll(50, cs, 8);
+    w = metric_on(port3, "issun_flush_window_length_seconds");
+  }
+  assert_true(w == 0);
+  assert_true(it_server_log_has(&s3, "flush window back to normal"));
+  /* The busy counter moved, and by less than the time that passed. */
+  double busy = metric_on(port3, "issun_loop_busy_seconds_total") - busy0;
+  assert_true(busy > 0);
+  assert_true(busy < (double)(it_now_ms() - t0) / 1000.0 + 0.01);
+  for (int i = 0; i < 8; i++)
+    itc_free(cs[i]);
+  assert_int_equal(it_server_stop(&s3), 0);
+}
+
 /* ---- shutdown ----------------------------------------------------------- */
 
 static void test_health_503_while_shutting_down(void **state) {
   it_server s2;
   uint16_t port2;
   char env2[64];
-  assert_int_equal(start_with_metrics(&s2, &port2, env2, sizeof env2, NULL), 0);
+  assert_int_equal(start_with_metrics(&s2, &port2, env2, sizeof env2, NULL, NULL), 0);
   http_resp r = http(port2, "GET", "/health");
   assert_int_equal(r.status, 200);
   free(r.all);
@@ -653,6 +727,7 @@ int main(void) {
       cmocka_unit_test(test_connection_limit),
       cmocka_unit_test(test_slow_client_dropped_without_stalling),
       cmocka_unit_test(test_flush_window_follows_traffic),
+      cmocka_unit_test(test_flush_window_widens_under_load),
       cmocka_unit_test(test_health_503_while_shutting_down),
       cmocka_unit_test(test_metrics_port_in_use_is_a_clear_error),
   };

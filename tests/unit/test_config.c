@@ -36,6 +36,8 @@ static const char *const all_vars[] = {
     "ISSUN_SLOW_CONSUMER_BYTES",
     "ISSUN_FLUSH_US",
     "ISSUN_FLUSH_MODE",
+    "ISSUN_FLUSH_MAX_US",
+    "ISSUN_FLUSH_BUSY_PCT",
     "ISSUN_CC",
     "ISSUN_METRICS_PORT",
     "ISSUN_METRICS_ADDR",
@@ -125,6 +127,8 @@ static void check_defaults(const srv_config *c) {
   assert_int_equal(c->slow_consumer_bytes, 1048576);
   assert_int_equal(c->flush_us, 1000);
   assert_int_equal(c->flush_mode, CFG_FLUSH_AUTO);
+  assert_int_equal(c->flush_max_us, 8000);
+  assert_int_equal(c->flush_busy_pct, 80);
   assert_int_equal(c->cc_algo, CFG_CC_CUBIC);
   assert_int_equal(c->metrics_port, 9090);
   assert_string_equal(c->metrics_addr, "");
@@ -162,6 +166,8 @@ static void test_each_variable(void **state) {
   setenv("ISSUN_SLOW_CONSUMER_BYTES", "5000000000", 1);
   setenv("ISSUN_FLUSH_US", "250", 1);
   setenv("ISSUN_FLUSH_MODE", "Always", 1);
+  setenv("ISSUN_FLUSH_MAX_US", "0", 1);
+  setenv("ISSUN_FLUSH_BUSY_PCT", "99", 1);
   setenv("ISSUN_CC", "BBR", 1);
   setenv("ISSUN_METRICS_PORT", "0", 1);
   setenv("ISSUN_METRICS_ADDR", "127.0.0.1", 1);
@@ -187,6 +193,8 @@ static void test_each_variable(void **state) {
   assert_true(c.slow_consumer_bytes == UINT64_C(5000000000));
   assert_int_equal(c.flush_us, 250);
   assert_int_equal(c.flush_mode, CFG_FLUSH_ALWAYS);
+  assert_int_equal(c.flush_max_us, 0);
+  assert_int_equal(c.flush_busy_pct, 99);
   assert_int_equal(c.cc_algo, CFG_CC_BBR);
   assert_int_equal(c.metrics_port, 0);
   assert_string_equal(c.metrics_addr, "127.0.0.1");
@@ -242,6 +250,9 @@ static void test_every_flag(void **state) {
                         "--flush-us",
                         "1000000",
                         "--flush-mode=always",
+                        "--flush-max-us=1000000",
+                        "--flush-busy-pct",
+                        "1",
                         "--cc",
                         "bbr2",
                         "--metrics-port=65535",
@@ -273,6 +284,8 @@ static void test_every_flag(void **state) {
   assert_int_equal(c.slow_consumer_bytes, 17);
   assert_int_equal(c.flush_us, 1000000);
   assert_int_equal(c.flush_mode, CFG_FLUSH_ALWAYS);
+  assert_int_equal(c.flush_max_us, 1000000);
+  assert_int_equal(c.flush_busy_pct, 1);
   assert_int_equal(c.cc_algo, CFG_CC_BBR2);
   assert_int_equal(c.metrics_port, 65535);
   assert_string_equal(c.metrics_addr, "::1");
@@ -385,6 +398,9 @@ static const struct bad bad_values[] = {
     {"ISSUN_SLOW_CONSUMER_BYTES", "--slow-consumer-bytes", "1MB"},
     {"ISSUN_FLUSH_US", "--flush-us", "1000001"},
     {"ISSUN_FLUSH_MODE", "--flush-mode", "never"},
+    {"ISSUN_FLUSH_MAX_US", "--flush-max-us", "1000001"},
+    {"ISSUN_FLUSH_BUSY_PCT", "--flush-busy-pct", "0"},
+    {"ISSUN_FLUSH_BUSY_PCT", "--flush-busy-pct", "100"},
     {"ISSUN_CC", "--cc", "vegas"},
     {"ISSUN_METRICS_PORT", "--metrics-port", "65536"},
     {"ISSUN_METRICS_PORT", "--metrics-port", "http"},
@@ -747,6 +763,10 @@ static void test_help(void **state) {
       "ISSUN_FLUSH_US",
       "--flush-mode",
       "ISSUN_FLUSH_MODE",
+      "--flush-max-us",
+      "ISSUN_FLUSH_MAX_US",
+      "--flush-busy-pct",
+      "ISSUN_FLUSH_BUSY_PCT",
       "--cc",
       "ISSUN_CC",
       "--metrics-port",
