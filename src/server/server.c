@@ -48,6 +48,8 @@
 #define GSO_BYTES 65000 /* a GSO send carries at most 64 KiB */
 #define CLOSE_FLUSH_NS (100 * NGTCP2_MILLISECONDS) /* ERROR-before-close grace */
 #define FLUSH_EVAL_NS (100 * NGTCP2_MILLISECONDS)  /* flush window: auto-mode decisions */
+#define FLUSH_SLICE_NS (1 * NGTCP2_MILLISECONDS)   /* widened window: longest sleep between reads */
+#define RCVBUF_ROOMY (2u << 20) /* a receive buffer that holds a widened window's arrivals */
 
 /* ---- clock and randomness ------------------------------------------- */
 
@@ -1202,6 +1204,10 @@ static int open_socket(srv *s, const struct sockaddr_storage *addr, socklen_t le
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof bufsz);
   if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsz, sizeof bufsz) != 0)
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
+  int got = 0; /* what the kernel granted; it reports twice the usable size */
+  socklen_t gotlen = sizeof got;
+  if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &gotlen) == 0)
+    s->rcvbuf = (uint32_t)got / 2;
   if (bind(fd, (const struct sockaddr *)addr, len) != 0) {
     snprintf(err, errlen, "ISSUN_BIND_ADDR (--bind): cannot bind %s: %s", s->cfg.bind_addr,
              strerror(errno));
@@ -1451,8 +1457,14 @@ int srv_run(srv *s) {
     getsockname(s->fds[0], (struct sockaddr *)&a, &l);
     addr_to_str((struct sockaddr *)&a, addr, sizeof addr);
   }
-  LOG_INFO(&s->log, "Relay server listening on", "addr=%s alpn=issun/1 legacy=%s gro=%d", addr,
-           legacy_allowed(s) ? "on" : "off", s->use_gro);
+  LOG_INFO(&s->log, "Relay server listening on",
+           "addr=%s alpn=issun/1 legacy=%s gro=%d rcvbuf_kib=%u", addr,
+           legacy_allowed(s) ? "on" : "off", s->use_gro, s->rcvbuf / 1024);
+  if (s->rcvbuf < RCVBUF_ROOMY)
+    LOG_WARN(&s->log, "UDP receive buffer is small: bursts will be dropped and retransmitted",
+             "rcvbuf_kib=%u wanted_kib=8192 fix=\"raise net.core.rmem_max and wmem_max to 8388608 "
+             "(docs/operations.md, Kernel UDP buffers)\"",
+             s->rcvbuf / 1024);
   LOG_INFO(&s->log, "Relay server started, waiting for connections...",
            "max_clients=%u heartbeat_ms=%u rooms=%s cc=%s", s->cfg.max_clients,
            s->cfg.heartbeat_ms, s->cfg.enable_rooms ? "on" : "off", cfg_cc_name(s->cfg.cc_algo));
@@ -1466,8 +1478,15 @@ int srv_run(srv *s) {
       /* A flush window is open (ISSUN_FLUSH_US): sleep it out instead of
        * waking for every datagram, then take whatever is ready.  Reads,
        * relaying and writes then run once per window, in batches. */
-      struct timespec ts = {(time_t)(s->flush_due / 1000000000ull),
-                            (long)(s->flush_due % 1000000000ull)};
+      uint64_t wake = s->flush_due;
+      /* A widened window (up to 8 ms) on a small socket buffer (208 KiB
+       * where the relay may not raise it) is slept in slices with a read
+       * between them, so that the buffer does not overflow meanwhile.
+       * Slicing costs CPU (reads in smaller batches): with the 8 MiB the
+       * relay asks for, the window is slept in one go. */
+      if (s->flush_load_us && s->rcvbuf < RCVBUF_ROOMY && wake > s->now + FLUSH_SLICE_NS)
+        wake = s->now + FLUSH_SLICE_NS;
+      struct timespec ts = {(time_t)(wake / 1000000000ull), (long)(wake % 1000000000ull)};
       while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
       }
       n = epoll_wait(s->epfd, evs, 16, 0);
@@ -1510,12 +1529,23 @@ int srv_run(srv *s) {
       s->dirty = NULL;
       s->flush_due = 0;
     }
-    while (d) {
+    uint64_t read_again = s->now + FLUSH_SLICE_NS;
+    for (unsigned written = 1; d; written++) {
       conn *next = d->dirty_next;
       d->dirty = 0;
       d->dirty_next = NULL;
       conn_write(s, tb, d);
       d = next;
+      /* A long pass (a thousand busy players, a widened window) reads the
+       * sockets every millisecond, so that what arrives meanwhile does
+       * not overflow their buffers.  Connections it makes dirty that are
+       * still ahead in this pass are written in it; the others join the
+       * next pass. */
+      if (d && written % 64 == 0 && (s->now = srv_clock_ns()) >= read_again) {
+        for (int i = 0; i < s->nfds; i++)
+          read_socket(s, rb, i);
+        read_again = s->now + FLUSH_SLICE_NS;
+      }
     }
     if (tb->n) batch_flush(s, tb);
 

@@ -160,6 +160,7 @@ struct srv {
   int nfds;
   int epfd, timerfd, sigfd;
   int use_gso, use_gro;
+  uint32_t rcvbuf;      /* UDP receive buffer the kernel granted, bytes */
   uint64_t timer_armed; /* timerfd deadline currently set (0 = none) */
   uint64_t flush_due;   /* flush window: no write pass before this (0 = nothing dirty) */
   int flush_active;     /* auto mode's decision: the window packs events (flush_evaluate) */
