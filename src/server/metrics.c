@@ -309,11 +309,11 @@ size_t metrics_render(const srv *s, char **out) {
          "1 while the flush window is in force (ISSUN_FLUSH_MODE: always, or auto and most "
          "events go to clients that receive them less than two windows apart; or the loop is "
          "short of CPU).");
-  mb_printf(&b, "issun_flush_window_active %d\n", s->flush_now_us ? 1 : 0);
+  mb_printf(&b, "issun_flush_window_active %d\n", srv_flush_window_us(s) ? 1 : 0);
   family(&b, "issun_flush_window_length_seconds", "gauge",
          "Length of the flush window in force (0: none); above ISSUN_FLUSH_US while the loop "
          "is short of CPU (ISSUN_FLUSH_BUSY_PCT, ISSUN_FLUSH_MAX_US).");
-  mb_printf(&b, "issun_flush_window_length_seconds %.6f\n", (double)s->flush_now_us / 1e6);
+  mb_printf(&b, "issun_flush_window_length_seconds %.6f\n", (double)srv_flush_window_us(s) / 1e6);
   family(&b, "issun_flush_window_seconds_total", "counter",
          "Time the flush window was in force.");
   mb_printf(&b, "issun_flush_window_seconds_total %.3f\n", (double)st->flush_active_ns / 1e9);

@@ -307,7 +307,7 @@ void conn_mark_dirty(conn *c) {
   c->dirty_next = c->s->dirty;
   c->s->dirty = c;
   /* The flush window (ISSUN_FLUSH_US) starts with the first dirty connection. */
-  if (!c->s->flush_due) c->s->flush_due = c->s->now + (uint64_t)c->s->flush_now_us * 1000ull;
+  if (!c->s->flush_due) c->s->flush_due = c->s->now + (uint64_t)srv_flush_window_us(c->s) * 1000ull;
 }
 
 void conn_rearm(conn *c) {
@@ -1387,7 +1387,7 @@ static void flush_evaluate(srv *s) {
     on = s->flush_hot * 5 >= s->flush_all * 2;
   else
     on = s->flush_hot * 2 >= s->flush_all;
-  if (s->flush_now_us && s->flush_last_eval)
+  if (srv_flush_window_us(s) && s->flush_last_eval) /* the interval that ends */
     s->stats.flush_active_ns += s->now - s->flush_last_eval;
   if (on != s->flush_active && s->cfg.flush_mode != CFG_FLUSH_ALWAYS)
     LOG_DEBUG(&s->log, on ? "Flush window on" : "Flush window off",
@@ -1422,7 +1422,6 @@ static void flush_evaluate(srv *s) {
     }
     s->flush_load_us = load;
   }
-  s->flush_now_us = s->flush_load_us ? s->flush_load_us : on ? s->cfg.flush_us : 0;
   s->flush_hot = s->flush_all = 0;
   s->flush_last_eval = s->now;
   s->flush_eval_at = s->now + FLUSH_EVAL_NS;

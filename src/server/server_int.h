@@ -164,7 +164,6 @@ struct srv {
   uint64_t timer_armed; /* timerfd deadline currently set (0 = none) */
   uint64_t flush_due;   /* flush window: no write pass before this (0 = nothing dirty) */
   int flush_active;     /* auto mode's decision: the window packs events (flush_evaluate) */
-  uint32_t flush_now_us;  /* window in force, µs (0: write at the end of every turn) */
   uint32_t flush_load_us; /* widened window while the loop is short of CPU (0: not widened) */
   uint64_t loop_started_ns;             /* srv_run began */
   uint64_t idle_ns, idle_at_eval;       /* loop: time spent waiting (epoll, window sleep) */
@@ -197,6 +196,12 @@ struct srv {
   int stopping;
   uint64_t stop_deadline;
 };
+
+/* The flush window in force, µs (0: write at the end of every turn): the
+ * widened one while the loop is short of CPU, else auto mode's decision. */
+static inline uint32_t srv_flush_window_us(const srv *s) {
+  return s->flush_load_us ? s->flush_load_us : s->flush_active ? s->cfg.flush_us : 0;
+}
 
 /* server.c */
 uint64_t srv_clock_ns(void);

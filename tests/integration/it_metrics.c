@@ -194,24 +194,32 @@ static double metric(const char *series) {
   return metric_on(mport, series);
 }
 
-/* Polls /metrics until `series` equals want (counters the clients cannot
- * see move: drops, disconnects), driving the given clients meanwhile. */
-static int wait_metric_fn(const char *series, double want, int timeout_ms, itc *const *cs,
-                          size_t n) {
+/* Drives the given clients for ms of wall time (it_poll returns as soon
+ * as one of them has work). */
+static void drive_for(int ms, itc *const *cs, size_t n) {
+  for (uint64_t end = it_now_ms() + (uint64_t)ms; it_now_ms() < end;)
+    it_poll(ms, cs, n);
+}
+
+/* Polls /metrics on `port` every every_ms until `series` equals want
+ * (counters the clients cannot see move: drops, disconnects), driving the
+ * given clients meanwhile. */
+static int wait_metric_fn(uint16_t port, const char *series, double want, int timeout_ms,
+                          int every_ms, itc *const *cs, size_t n) {
   uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
   for (;;) {
-    if (metric(series) == want)
+    if (metric_on(port, series) == want)
       return 1;
     if (it_now_ms() >= end)
       return 0;
-    it_poll(20, cs, n);
+    drive_for(every_ms, cs, n);
   }
 }
 
 #define WAIT_METRIC(series, want, timeout_ms, ...)                                                 \
   ({                                                                                               \
     itc *const cs_[] = {__VA_ARGS__};                                                              \
-    wait_metric_fn(series, want, timeout_ms, cs_, sizeof cs_ / sizeof cs_[0]);                     \
+    wait_metric_fn(mport, series, want, timeout_ms, 20, cs_, sizeof cs_ / sizeof cs_[0]);          \
   })
 
 /* ---- counters ----------------------------------------------------------- */
@@ -532,22 +540,31 @@ static void test_slow_client_dropped_without_stalling(void **state) {
 
 /* ---- flush window ------------------------------------------------------- */
 
-/* Sends one broadcast from each of the n clients every period_ms for
- * ms milliseconds (or until the flush window gauge reads `until`, when
- * until >= 0), polling them in between; returns the events sent. */
-static size_t pace(itc *const *cs, size_t n, int period_ms, int ms, int until) {
+/* A series of some server's /metrics that stops pace() once it is above
+ * `above`; `last` is the value read last. */
+typedef struct watch {
+  uint16_t port;
+  const char *series;
+  double above;
+  double last;
+} watch;
+
+/* Sends one broadcast from each of the first `senders` of the n clients
+ * every period_ms for ms milliseconds (or until w, read every 100 ms,
+ * says stop), polling all n in between; returns the events sent. */
+static size_t pace(itc *const *cs, size_t n, size_t senders, int period_ms, int ms, watch *w) {
   size_t sent = 0;
   uint64_t start = it_now_ms(), next = start, next_scrape = start + 100;
   while (it_now_ms() - start < (uint64_t)ms) {
     uint64_t now = it_now_ms();
     if (now >= next) {
-      for (size_t i = 0; i < n; i++, sent++)
+      for (size_t i = 0; i < senders; i++, sent++)
         send_ev(cs[i], "m::Tick", ISSUN_SCOPE_BROADCAST, 0);
       next += (uint64_t)period_ms;
     }
-    if (until >= 0 && now >= next_scrape) {
+    if (w && now >= next_scrape) {
       next_scrape = now + 100;
-      if (metric("issun_flush_window_active") == until)
+      if ((w->last = metric_on(w->port, w->series)) > w->above)
         break;
     }
     it_poll(1, cs, n);
@@ -568,7 +585,7 @@ static void test_flush_window_follows_traffic(void **state) {
 
   /* Four players at 30 Hz: each gets an event every 11 ms, which a 1 ms
    * window could not pack.  A second of it never turns the window on. */
-  size_t sent = pace(cs, 4, 33, 1000, -1);
+  size_t sent = pace(cs, 4, 4, 33, 1000, NULL);
   assert_true(sent >= 40);
   /* every event reaches the seven others */
   assert_true(IT_WAIT(5000, cs[7]->nev == sent, cs[0], cs[1], cs[2], cs[3], cs[4], cs[5], cs[6],
@@ -578,7 +595,7 @@ static void test_flush_window_follows_traffic(void **state) {
 
   /* Eight players every 2 ms: each gets seven events per 2 ms.  The
    * window comes on within a few decisions (one per 100 ms)... */
-  pace(cs, 8, 2, 10000, 1);
+  pace(cs, 8, 8, 2, 10000, &(watch){mport, "issun_flush_window_active", 0.5, 0});
   assert_int_equal(metric("issun_flush_window_active"), 1);
   /* ...and goes off once the traffic stops. */
   assert_true(WAIT_METRIC("issun_flush_window_active", 0, 5000, cs[0], cs[1], cs[2], cs[3], cs[4],
@@ -610,23 +627,9 @@ static void test_flush_window_widens_under_load(void **state) {
   uint64_t t0 = it_now_ms();
 
   /* Four players every 2 ms, watched until the window is past 1 ms. */
-  size_t sent = 0;
-  double widest = 0;
-  uint64_t start = it_now_ms(), next = start, next_scrape = start + 100;
-  while (it_now_ms() - start < 10000 && widest <= 0.001) {
-    uint64_t now = it_now_ms();
-    if (now >= next) {
-      for (size_t i = 0; i < 4; i++, sent++)
-        send_ev(cs[i], "m::Tick", ISSUN_SCOPE_BROADCAST, 0);
-      next += 2;
-    }
-    if (now >= next_scrape) {
-      next_scrape = now + 100;
-      widest = metric_on(port3, "issun_flush_window_length_seconds");
-    }
-    it_poll(1, cs, 8);
-  }
-  if (widest <= 0.001) fail_msg("window stayed at %.6f s", widest);
+  watch w = {port3, "issun_flush_window_length_seconds", 0.001, 0};
+  size_t sent = pace(cs, 8, 4, 2, 10000, &w);
+  if (w.last <= 0.001) fail_msg("window stayed at %.6f s", w.last);
   assert_int_equal(metric_on(port3, "issun_flush_window_active"), 1);
   assert_true(it_server_log_has(&s3, "Relay loop short of CPU, widening the flush window"));
   /* Nothing is lost to the wider window. */
@@ -636,14 +639,7 @@ static void test_flush_window_widens_under_load(void **state) {
 
   /* Idle again: back to no window (auto mode never saw hot clients).
    * Scrapes are work too, so they come only every quarter second here. */
-  uint64_t end = it_now_ms() + 8000;
-  double w = widest;
-  while (w != 0 && it_now_ms() < end) {
-    for (uint64_t t = it_now_ms() + 250; it_now_ms() < t;)
-      it_poll(50, cs, 8);
-    w = metric_on(port3, "issun_flush_window_length_seconds");
-  }
-  assert_true(w == 0);
+  assert_true(wait_metric_fn(port3, "issun_flush_window_length_seconds", 0, 8000, 250, cs, 8));
   assert_true(it_server_log_has(&s3, "flush window back to normal"));
   /* The busy counter moved, and by less than the time that passed. */
   double busy = metric_on(port3, "issun_loop_busy_seconds_total") - busy0;
