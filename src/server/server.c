@@ -1478,12 +1478,13 @@ int srv_run(srv *s) {
        * waking for every datagram, then take whatever is ready.  Reads,
        * relaying and writes then run once per window, in batches. */
       uint64_t wake = s->flush_due;
-      /* A widened window (up to 8 ms) on a small socket buffer (208 KiB
-       * where the relay may not raise it) is slept in slices with a read
-       * between them, so that the buffer does not overflow meanwhile.
-       * Slicing costs CPU (reads in smaller batches): with the 8 MiB the
-       * relay asks for, the window is slept in one go. */
-      if (s->flush_load_us && s->rcvbuf < RCVBUF_ROOMY && wake > s->now + FLUSH_SLICE_NS)
+      /* On a small socket buffer (208 KiB where the relay may not raise
+       * it) a window longer than a slice (a widened one, or ISSUN_FLUSH_US
+       * above 1 ms) is slept in slices with a read between them, so that
+       * the buffer does not overflow meanwhile.  Slicing costs CPU (reads
+       * in smaller batches): with the 8 MiB the relay asks for, the window
+       * is slept in one go. */
+      if (s->rcvbuf < RCVBUF_ROOMY && wake > s->now + FLUSH_SLICE_NS)
         wake = s->now + FLUSH_SLICE_NS;
       struct timespec ts = {(time_t)(wake / 1000000000ull), (long)(wake % 1000000000ull)};
       while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
