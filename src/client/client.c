@@ -679,10 +679,12 @@ static void poll_once(issun_client *c, int timeout_ms) {
     if (rv != 0)
       on_conn_gone(c, rv);
   }
-  int t = next_timer_ms(c, ic_now_ms());
   int wait = timeout_ms;
-  if (t >= 0 && (wait < 0 || t < wait))
-    wait = t;
+  if (wait != 0) { /* poll(c, 0), an engine's per-frame call, has no use for the timers */
+    int t = next_timer_ms(c, ic_now_ms());
+    if (t >= 0 && (wait < 0 || t < wait))
+      wait = t;
+  }
   if (wait != 0) {
     if (wait < 0)
       wait = 1000; /* only when a socket exists: see issun_client_poll */
