@@ -12,7 +12,9 @@
 #   bench-results/latest.jsonl                 every JSON line of this run
 # Environment: BENCH_ARGS (extra issun-load arguments for every workload),
 # BENCH_SERVER_ENV (extra VAR=value for the server, e.g. "ISSUN_FLUSH_US=500"),
-# QUIET_WAIT (seconds to wait for an idle host first, default 60).
+# QUIET_WAIT (seconds to wait for an idle host first, default 60),
+# BENCH_PROCS (issun-load --procs: N worker processes pinned to CPUs 1..N,
+# for hosts where one generator core cannot load the relay; default 1).
 # (Conditions for wait_for are single-quoted on purpose.)
 # shellcheck disable=SC2016
 set -u
@@ -36,11 +38,22 @@ mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 echo "bench: open files limit $(ulimit -n)" >&2
 
+PROCS=${BENCH_PROCS:-1}
+case $PROCS in '' | *[!0-9]* | 0) echo "bench: BENCH_PROCS must be a positive number" >&2; exit 2 ;; esac
+PROCS_ARGS=()
+[ "$PROCS" -gt 1 ] && PROCS_ARGS=(--procs "$PROCS")
 SRV_PIN=()
 GEN_PIN=()
 if [ "$(nproc --all)" -ge 2 ] && command -v taskset >/dev/null; then
   SRV_PIN=(taskset -c 0)
   GEN_PIN=(taskset -c 1)
+  if [ "$PROCS" -gt 1 ]; then
+    if [ "$(nproc --all)" -gt "$PROCS" ]; then
+      GEN_PIN=(taskset -c "1-$PROCS")
+    else
+      echo "bench: $PROCS workers on CPU 1 alone: this host has $(nproc --all) CPUs" >&2
+    fi
+  fi
 else
   echo "bench: fewer than 2 CPUs or no taskset: not pinned" >&2
 fi
@@ -89,7 +102,7 @@ for wl in "${WORKLOADS[@]}"; do
   echo "bench: $wl: server pid $SPID at $ADDR" >&2
   # shellcheck disable=SC2086
   "${GEN_PIN[@]}" "$LOAD" --workload "$wl" --server "$ADDR" --server-pid "$SPID" --pin "$FPR" \
-    ${BENCH_ARGS:-} >"$OUT/$wl-$stamp.json" 2>"$log"
+    "${PROCS_ARGS[@]}" ${BENCH_ARGS:-} >"$OUT/$wl-$stamp.json" 2>"$log"
   rc=$?
   run_cleanup
   { echo "---- server log (tail)"; tail -n 5 "$slog"; } >>"$log"

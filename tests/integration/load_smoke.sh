@@ -86,6 +86,23 @@ run connect 'j["handshakes_per_s"] > 0 and j["dropped"] == 0 and j["p99_us"] > 0
 run churn 'j["loss_pct"] == 0 and j["churned"] > 0 and j["delivered_per_s"] > 0' \
   --clients 16 --room-size 4 --churn-pct 25 --seconds 2 --pin "$FP"
 
+# --procs: the same runs from two worker processes, merged into one line.
+# Fanout's one room and global's broadcast span both workers, so each
+# worker's deliveries come from the other's sends as well.
+P2='j["generator_procs"] == 2'
+run room "$LOSSLESS and $P2 and j[\"sent_per_s\"] >= 0.9 * 8 * 30" --clients 8 --room-size 4 --seconds 1 \
+  --pin "$FP" --procs 2
+run fanout "$LOSSLESS and $P2 and j[\"expected_per_s\"] >= 0.9 * 6 * 10 * 5" --clients 6 --seconds 1 \
+  --pin "$FP" --procs 2
+run global "$LOSSLESS and j[\"generator_procs\"] == 3" --clients 6 --rate 10 --seconds 1 --insecure \
+  --procs 3
+run saturate "$LOSSLESS and $P2 and j[\"steps\"][0][\"ok\"]" --clients 8 --seconds 1 \
+  --max-steps 2 --pin "$FP" --procs 2
+run connect "$P2 and j[\"dropped\"] == 0 and j[\"p99_us\"] > 0" --clients 20 --seconds 1 \
+  --pin "$FP" --procs 2
+run churn 'j["loss_pct"] == 0 and j["churned"] > 0 and j["generator_procs"] == 2' \
+  --clients 16 --room-size 4 --churn-pct 25 --seconds 2 --pin "$FP" --procs 2
+
 # A refused pin must fail the run, not report numbers.
 BAD=$(echo "$FP" | sed 's/^../00/')
 [ "$BAD" = "$FP" ] && BAD=$(echo "$FP" | sed 's/^../11/')

@@ -6,6 +6,9 @@
  * process run on one thread and one epoll set: a readable socket polls its
  * client with issun_client_poll(c, 0); client timers (ACK delay, loss
  * detection, heartbeats) are served by a sweep over cached deadlines.
+ * With --procs N, that process is forked N times and each worker drives a
+ * share of the clients; the parent coordinates and merges (see "workers and
+ * their coordinator" below).
  *
  * Pacing: every client sends at the same rate, each with a random phase in
  * [0, 1) of the send interval.  The clients are kept in a ring sorted by
@@ -30,7 +33,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -150,6 +156,7 @@ typedef struct cfg {
   int sat_max_steps;
   double max_run_s;
   int ack_delay_ms; /* settings.ack_delay_ms of every client (0 = libissun's default) */
+  int procs;        /* worker processes driving the clients (1: this process alone) */
   uint64_t seed;
 } cfg;
 
@@ -176,6 +183,10 @@ static void usage(FILE *f) {
           "  --max-run S             abort the whole run after S seconds (default 600)\n"
           "  --ack-delay-ms N        clients' settings.ack_delay_ms: -1 off, 0 libissun's\n"
           "                          default (10), up to 20\n"
+          "  --procs N               drive the clients from N worker processes (default 1),\n"
+          "                          for hosts where one generator core cannot load the relay;\n"
+          "                          each worker takes one CPU of the affinity set when it has\n"
+          "                          N or more, and the results are merged into one line\n"
           "  --seed N                random seed (phases, churn picks)\n");
 }
 
@@ -223,6 +234,7 @@ static int parse_args(int argc, char **argv) {
   C.sat_loss_pct = 0.1;
   C.sat_max_steps = 12;
   C.max_run_s = 600;
+  C.procs = 1;
   C.seed = (uint64_t)mono_ns() ^ (uint64_t)getpid();
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -306,6 +318,13 @@ static int parse_args(int argc, char **argv) {
         fprintf(stderr, "issun-load: --ack-delay-ms must be -1..20\n");
         exit(2);
       }
+    } else if (!strcmp(a, "--procs")) {
+      NEEDV();
+      C.procs = atoi(v);
+      if (C.procs < 1 || C.procs > 64) {
+        fprintf(stderr, "issun-load: --procs must be 1..64\n");
+        return -1;
+      }
     } else if (!strcmp(a, "--seed")) {
       NEEDV();
       C.seed = strtoull(v, NULL, 10);
@@ -352,6 +371,14 @@ static int parse_args(int argc, char **argv) {
       return -1;
     }
   }
+  if (C.procs > C.clients / 2 && C.procs > 1) {
+    fprintf(stderr, "issun-load: --procs needs at least 2 clients per worker\n");
+    return -1;
+  }
+  if (C.wl == W_CHURN && C.procs > 1 && C.clients / C.room_size < C.procs) {
+    fprintf(stderr, "issun-load: churn with --procs needs at least one room per worker\n");
+    return -1;
+  }
   if (C.wl == W_SATURATE && (C.sat_factor <= 1.0 || C.sat_max_steps < 1)) {
     fprintf(stderr, "issun-load: --step-factor must be > 1 and --max-steps >= 1\n");
     return -1;
@@ -361,10 +388,11 @@ static int parse_args(int argc, char **argv) {
 
 /* ---- server and self figures ----------------------------------------- */
 
-static double server_cpu_s(void) {
-  if (C.server_pid <= 0) return 0;
+/* CPU seconds (user + system) a process has used, from /proc/PID/stat. */
+static double proc_cpu_s(long pid) {
+  if (pid <= 0) return 0;
   char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%ld/stat", C.server_pid);
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
   FILE *f = fopen(path, "r");
   if (!f) return 0;
   size_t n = fread(buf, 1, sizeof buf - 1, f);
@@ -377,6 +405,8 @@ static double server_cpu_s(void) {
   if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) return 0;
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
+
+static double server_cpu_s(void) { return proc_cpu_s(C.server_pid); }
 
 static long server_status_kb(const char *key) {
   if (C.server_pid <= 0) return 0;
@@ -402,13 +432,14 @@ static double self_cpu_s(void) {
          ru.ru_stime.tv_usec / 1e6;
 }
 
-/* One CPU each, and different CPUs. */
+/* The server on one CPU and the generator on others: one CPU for a single
+ * process; with --procs, the set its workers share out. */
 static int pinned_apart(void) {
   cpu_set_t a, b;
   if (C.server_pid <= 0) return 0;
   if (sched_getaffinity(0, sizeof a, &a) != 0) return 0;
   if (sched_getaffinity((pid_t)C.server_pid, sizeof b, &b) != 0) return 0;
-  if (CPU_COUNT(&a) != 1 || CPU_COUNT(&b) != 1) return 0;
+  if ((C.procs == 1 && CPU_COUNT(&a) != 1) || CPU_COUNT(&b) != 1) return 0;
   cpu_set_t x;
   CPU_AND(&x, &a, &b);
   return CPU_COUNT(&x) == 0;
@@ -422,6 +453,8 @@ typedef struct cpusnap {
   double busy_s; /* summed over the CPUs watched */
   double srv_s, self_s;
 } cpusnap;
+
+static double workers_cpu_s(void);
 
 static int cpu_of(pid_t pid) {
   cpu_set_t set;
@@ -451,7 +484,7 @@ static void cpu_snap(cpusnap *sn) {
   }
   if (f) fclose(f);
   sn->srv_s = server_cpu_s();
-  sn->self_s = self_cpu_s();
+  sn->self_s = self_cpu_s() + workers_cpu_s();
 }
 
 /* Other load in % of one CPU between two snapshots taken `secs` apart. */
@@ -485,6 +518,7 @@ typedef struct lc {
   uint64_t last_win_seq;
   uint32_t last_win_epoch;
   int sent_in_window;
+  uint32_t win_sent;  /* events it sent in the window */
 } lc;
 
 typedef struct group {
@@ -507,6 +541,15 @@ static hist *H_WIN, *H_SEC, *H_CONN;
 static uint64_t W_START, W_END; /* measured window, ns (0 until known) */
 static int g_sending;
 static volatile sig_atomic_t g_stop;
+
+/* --procs: the coordinating process forks C.procs workers, and each drives
+ * the clients [LO, HI).  A single process drives [0, clients). */
+static int LO, HI;
+static int WID = -1; /* worker index; -1 in a single process and in the coordinator */
+static int CMD_FD = -1, RES_FD = -1; /* worker: commands in, results out */
+static uint64_t g_expect_rx;          /* worker: window events its clients should get */
+#define CMD_TAG 0xffffffffu           /* epoll tag of CMD_FD */
+static void cmd_read(void);
 
 static int group_of(int idx) { return C.room_size > 0 ? idx / C.room_size : 0; }
 static int recipients_of(int idx) {
@@ -726,6 +769,7 @@ static void send_one(lc *l, uint64_t now) {
   g_sent_sec++;
   if (W_START && now >= W_START && now < W_END) {
     g_sent_win++;
+    l->win_sent++;
     g_expected_win += (uint64_t)recipients_of(l->idx);
     l->last_win_seq = seq;
     l->last_win_epoch = l->epoch;
@@ -735,12 +779,12 @@ static void send_one(lc *l, uint64_t now) {
 }
 
 static void send_due(uint64_t now) {
-  int guard = C.clients * 4; /* never spin forever in one turn */
+  int guard = (HI - LO) * 4; /* never spin forever in one turn */
   while (g_sending && guard-- > 0) {
     uint64_t due = next_due();
     if (due > now) return;
     send_one(&CL[RING[ring_pos]], now);
-    if (++ring_pos == C.clients) {
+    if (++ring_pos == HI - LO) {
       ring_pos = 0;
       ring_round++;
     }
@@ -758,12 +802,14 @@ static void progress(uint64_t now) {
   if (now < g_next_progress) return;
   double el = (double)(now - T0) / 1e9;
   uint64_t live = 0;
-  for (int i = 0; i < C.clients; i++)
+  for (int i = LO; i < HI; i++)
     if (CL[i].st >= LS_CONNECTED && CL[i].st <= LS_READY) live++;
+  char who[16] = "";
+  if (WID >= 0) snprintf(who, sizeof who, "w%d ", WID);
   fprintf(stderr,
-          "[%6.1fs] %-8s connected %llu/%d in-flight %llu failed %llu dropped %llu | "
+          "[%s%6.1fs] %-8s connected %llu/%d in-flight %llu failed %llu dropped %llu | "
           "sent/s %llu events/s %llu p99 %.2f ms\n",
-          el, g_phase, (unsigned long long)live, C.clients, (unsigned long long)g_in_flight,
+          who, el, g_phase, (unsigned long long)live, HI - LO, (unsigned long long)g_in_flight,
           (unsigned long long)g_failed, (unsigned long long)g_drops,
           (unsigned long long)g_sent_sec, (unsigned long long)g_rx_sec, h_pct(H_SEC, 0.99) / 1e6);
   g_sent_sec = g_rx_sec = 0;
@@ -790,11 +836,14 @@ static void turn(uint64_t wake_ns) {
   now = mono_ns();
   for (int i = 0; i < n; i++) {
     uint32_t idx = evs[i].data.u32;
-    if (idx < (uint32_t)C.clients) poll_client(&CL[idx], now);
+    if (idx < (uint32_t)C.clients)
+      poll_client(&CL[idx], now);
+    else if (idx == CMD_TAG)
+      cmd_read();
   }
   if (now >= g_last_sweep + 2 * MSNS || n == 0) {
     g_last_sweep = now;
-    for (int i = 0; i < C.clients; i++)
+    for (int i = LO; i < HI; i++)
       if (CL[i].deadline <= now) poll_client(&CL[i], now);
   }
   send_due(now);
@@ -810,18 +859,19 @@ static int over_time(void) {
   return g_stop || (double)(mono_ns() - T0) / 1e9 > C.max_run_s;
 }
 
-/* Connect every client in [0, n) with at most C.conc handshakes in flight;
- * a failed client is retried twice.  Returns 0 when all are connected. */
-static int connect_all(int n) {
-  int next = 0;
+/* Connect every client of this process ([LO, HI)) with at most C.conc
+ * handshakes in flight; a failed client is retried twice.  Returns 0 when
+ * all are connected. */
+static int connect_all(void) {
+  int next = LO;
   while (!over_time()) {
     uint64_t now = mono_ns();
-    while (next < n && g_in_flight < (uint64_t)C.conc) {
+    while (next < HI && g_in_flight < (uint64_t)C.conc) {
       if (start_client(&CL[next], now) != 0 && CL[next].attempts >= 3) return -1;
       next++;
     }
     /* retry failures */
-    for (int i = 0; i < next; i++) {
+    for (int i = LO; i < next; i++) {
       lc *l = &CL[i];
       if (l->st == LS_FAILED && g_in_flight < (uint64_t)C.conc) {
         if (l->attempts >= 3) {
@@ -832,9 +882,9 @@ static int connect_all(int n) {
         start_client(l, now);
       }
     }
-    if (next == n && g_in_flight == 0) {
+    if (next == HI && g_in_flight == 0) {
       int ok = 1;
-      for (int i = 0; i < n; i++)
+      for (int i = LO; i < HI; i++)
         if (CL[i].st < LS_CONNECTED || CL[i].st == LS_FAILED) ok = 0;
       if (ok) return 0;
     }
@@ -844,9 +894,15 @@ static int connect_all(int n) {
 }
 
 /* Rooms: the first member of every group creates its room (max_clients =
- * group size), the others join once the room id is known. */
-static int setup_rooms(void) {
+ * group size), the others join once the room id is known.  A process
+ * creates the rooms whose first member it drives (rooms_create); with
+ * workers, the coordinator then hands every worker all the room ids, and
+ * each joins its other clients (rooms_join). */
+static int owns(int idx) { return idx >= LO && idx < HI; }
+
+static int rooms_create(void) {
   for (int g = 0; g < NGROUPS; g++) {
+    if (!owns(GR[g].base)) continue;
     lc *h = &CL[GR[g].base];
     if (issun_client_room_create(h->c, "bench", (uint32_t)GR[g].size, NULL, 0, &h->req) != 0) {
       fprintf(stderr, "issun-load: room create: %s\n", issun_client_last_error(h->c));
@@ -857,9 +913,23 @@ static int setup_rooms(void) {
     poll_client(h, mono_ns());
   }
   while (!over_time()) {
+    int pending = 0;
+    for (int g = 0; g < NGROUPS; g++) {
+      if (!owns(GR[g].base)) continue;
+      if (CL[GR[g].base].st == LS_FAILED) return -1;
+      if (!GR[g].room_id) pending++;
+    }
+    if (!pending) return 0;
+    turn(mono_ns() + 5 * MSNS);
+  }
+  return -1;
+}
+
+static int rooms_join(void) {
+  while (!over_time()) {
     int ready = 0;
     uint64_t now = mono_ns();
-    for (int i = 0; i < C.clients; i++) {
+    for (int i = LO; i < HI; i++) {
       lc *l = &CL[i];
       if (l->st == LS_FAILED) return -1;
       if (l->st == LS_READY) ready++;
@@ -872,7 +942,7 @@ static int setup_rooms(void) {
         poll_client(l, now);
       }
     }
-    if (ready == C.clients) return 0;
+    if (ready == HI - LO) return 0;
     turn(now + 5 * MSNS);
   }
   return -1;
@@ -891,11 +961,12 @@ static void run_until(uint64_t end) {
  * disconnect and come back as new sessions that rejoin their room. */
 static uint64_t g_churned;
 static void churn_tick(uint64_t now) {
-  int want = (int)((double)C.clients * C.churn_pct / 100.0 + 0.5);
+  int n = HI - LO;
+  int want = (int)((double)n * C.churn_pct / 100.0 + 0.5);
   char *used = calloc((size_t)NGROUPS, 1);
   if (!used) return;
-  for (int tries = 0; want > 0 && tries < C.clients * 4; tries++) {
-    int i = (int)(rng_next() % (uint64_t)C.clients);
+  for (int tries = 0; want > 0 && tries < n * 4; tries++) {
+    int i = LO + (int)(rng_next() % (uint64_t)n);
     lc *l = &CL[i];
     if (l->st != LS_READY || used[l->group]) continue;
     used[l->group] = 1;
@@ -911,7 +982,7 @@ static void churn_tick(uint64_t now) {
 }
 
 static void churn_rejoin(uint64_t now) {
-  for (int i = 0; i < C.clients; i++) {
+  for (int i = LO; i < HI; i++) {
     lc *l = &CL[i];
     if (l->st == LS_CONNECTED && GR[l->group].room_id) {
       if (issun_client_room_join(l->c, GR[l->group].room_id, &l->req) == 0) {
@@ -949,7 +1020,7 @@ static void drain(void) {
   while (!over_time()) {
     uint64_t now = mono_ns();
     if (now >= end) return;
-    if (C.wl != W_CHURN && g_delivered_win >= g_expected_win) return;
+    if (C.wl != W_CHURN && g_delivered_win >= (WID >= 0 ? g_expect_rx : g_expected_win)) return;
     turn(end);
   }
 }
@@ -957,7 +1028,7 @@ static void drain(void) {
 /* ---- results --------------------------------------------------------- */
 
 static void churn_tails(void) {
-  for (int r = 0; r < C.clients; r++) {
+  for (int r = LO; r < HI; r++) {
     lc *l = &CL[r];
     if (!l->last_seq || l->st != LS_READY) continue;
     group *g = &GR[l->group];
@@ -995,13 +1066,35 @@ static void emit(const char *wl, double rate, double connect_s, double secs, uin
 
 /* ---- workloads ------------------------------------------------------- */
 
+/* The connect workload's report: stderr summary and the JSON line. */
+static int report_connect(double connect_s, long rss0, double cpu0, double cpu1, double cpu2,
+                          double other) {
+  long rss1 = server_status_kb("VmRSS"), hwm = server_status_kb("VmHWM");
+  fprintf(stderr,
+          "issun-load: server VmRSS %ld kB before, %ld kB after %.0f s idle; server cpu %.2f s "
+          "during connect, %.2f s during idle; drops %llu\n",
+          rss0, rss1, C.seconds, cpu1 - cpu0, cpu2 - cpu1, (unsigned long long)g_drops);
+  char extra[320];
+  int n = snprintf(extra, sizeof extra,
+                   ",\"handshakes_per_s\":%.0f,\"server_cpu_us_per_connect\":%.1f,"
+                   "\"idle_rss_per_client_kb\":%.2f,\"dropped\":%llu,\"other_load_pct\":%.0f",
+                   C.clients / connect_s, (cpu1 - cpu0) * 1e6 / C.clients,
+                   C.server_pid > 0 ? (double)(rss1 - rss0) / C.clients : 0.0,
+                   (unsigned long long)g_drops, other);
+  if (C.procs > 1 && n > 0 && (size_t)n < sizeof extra)
+    snprintf(extra + n, sizeof extra - (size_t)n, ",\"generator_procs\":%d", C.procs);
+  emit("connect", 0, connect_s, C.seconds, 0, 0, 0, 0.0, H_CONN, cpu1 - cpu0, hwm / 1024.0,
+       pinned_apart(), extra);
+  return g_drops ? 3 : 0;
+}
+
 static int run_connect(void) {
   long rss0 = server_status_kb("VmRSS");
   double cpu0 = server_cpu_s();
   cpusnap sa, sb;
   cpu_snap(&sa);
   uint64_t t0 = mono_ns();
-  if (connect_all(C.clients) != 0) return 2;
+  if (connect_all() != 0) return 2;
   double connect_s = (double)(mono_ns() - t0) / 1e9;
   double cpu1 = server_cpu_s();
   cpu_snap(&sb);
@@ -1011,22 +1104,7 @@ static int run_connect(void) {
           C.clients, connect_s, C.clients / connect_s, C.seconds);
   run_until(mono_ns() + (uint64_t)(C.seconds * 1e9));
   if (over_time()) return 2;
-  long rss1 = server_status_kb("VmRSS"), hwm = server_status_kb("VmHWM");
-  double cpu2 = server_cpu_s();
-  fprintf(stderr,
-          "issun-load: server VmRSS %ld kB before, %ld kB after %.0f s idle; server cpu %.2f s "
-          "during connect, %.2f s during idle; drops %llu\n",
-          rss0, rss1, C.seconds, cpu1 - cpu0, cpu2 - cpu1, (unsigned long long)g_drops);
-  char extra[256];
-  snprintf(extra, sizeof extra,
-           ",\"handshakes_per_s\":%.0f,\"server_cpu_us_per_connect\":%.1f,"
-           "\"idle_rss_per_client_kb\":%.2f,\"dropped\":%llu,\"other_load_pct\":%.0f",
-           C.clients / connect_s, (cpu1 - cpu0) * 1e6 / C.clients,
-           C.server_pid > 0 ? (double)(rss1 - rss0) / C.clients : 0.0, (unsigned long long)g_drops,
-           other);
-  emit("connect", 0, connect_s, C.seconds, 0, 0, 0, 0.0, H_CONN, cpu1 - cpu0, hwm / 1024.0,
-       pinned_apart(), extra);
-  return g_drops ? 3 : 0;
+  return report_connect(connect_s, rss0, cpu0, cpu1, server_cpu_s(), other);
 }
 
 static cpusnap g_snap0, g_snap1;
@@ -1035,13 +1113,14 @@ static double g_other_pct;
 static void window_reset(void) {
   g_sent_win = g_expected_win = g_delivered_win = g_gaps = g_tail = 0;
   h_reset(H_WIN);
-  for (int i = 0; i < C.clients; i++) CL[i].sent_in_window = 0;
+  for (int i = LO; i < HI; i++) CL[i].sent_in_window = 0, CL[i].win_sent = 0;
 }
 
-/* One measured run at `rate`: pacing restarts, warm-up, window, drain.
- * The results stay in the g_*_win counters and H_WIN. */
-static double run_window(double rate, double warmup, double *srv_cpu, double *gen_cpu) {
-  uint64_t now = mono_ns();
+/* One measured run at `rate`: pacing restarts at `start` (0: now), then
+ * warm-up, window.  The results stay in the g_*_win counters and H_WIN. */
+static double run_window(double rate, double warmup, uint64_t start, double *srv_cpu,
+                         double *gen_cpu) {
+  uint64_t now = start ? start : mono_ns();
   pacing_start(rate, now);
   g_sending = 1;
   W_START = now + (uint64_t)(warmup * 1e9);
@@ -1062,7 +1141,7 @@ static double run_window(double rate, double warmup, double *srv_cpu, double *ge
   double c1 = server_cpu_s(), s1 = self_cpu_s();
   cpu_snap(&g_snap1);
   g_other_pct = other_pct(&g_snap0, &g_snap1, C.seconds);
-  if (g_other_pct > 10)
+  if (g_other_pct > 10 && WID < 0) /* a worker's figure counts the other workers */
     fprintf(stderr, "issun-load: WARNING: other processes used %.0f%% of a CPU on the CPUs of this "
             "run during the window: latency figures are not trustworthy\n", g_other_pct);
   *srv_cpu = c1 - c0;
@@ -1071,12 +1150,150 @@ static double run_window(double rate, double warmup, double *srv_cpu, double *ge
   return rate;
 }
 
+/* After a window, churn keeps sending nothing new and lets in-flight events
+ * land, then counts the tails each receiver missed. */
+static void churn_finish(void) {
+  g_sending = 0;
+  run_until(mono_ns() + (uint64_t)(C.drain * 1e9 < 2e9 ? C.drain * 1e9 : 2e9));
+  churn_tails();
+}
+
+/* Saturate: keep sending at the step's rate while its window's events land
+ * (1 s). */
+static void settle(void) {
+  g_phase = "settle";
+  uint64_t settle_end = mono_ns() + NS;
+  while (!over_time() && mono_ns() < settle_end) {
+    uint64_t ws = W_START, we = W_END;
+    turn(settle_end);
+    W_START = ws;
+    W_END = we;
+  }
+}
+
+/* The report of one window (every workload but saturate and connect) from
+ * the g_* counters and H_WIN: the stderr summary, warnings and the JSON
+ * line.  gen_cpu is the generator's CPU in the window (summed over the
+ * workers), gen_max that of its busiest process. */
+static int report_window(double connect_s, int pinned, double srv_cpu, double gen_cpu,
+                         double gen_max) {
+  uint64_t exp = g_expected_win;
+  if (C.wl == W_CHURN) exp = g_delivered_win + g_gaps + g_tail;
+  double loss = exp ? ((double)exp - (double)g_delivered_win) * 100.0 / (double)exp : 0.0;
+  if (loss < 0) loss = 0;
+  long hwm = server_status_kb("VmHWM");
+  fprintf(stderr,
+          "issun-load: window %.1f s: sent %llu, expected %llu, delivered %llu, gaps %llu, "
+          "tail %llu, refused sends %llu, rate-limited notices %llu, bad %llu, drops %llu, "
+          "churned %llu; generator cpu %.0f%% of a core; server cpu %.0f%% of a core\n",
+          C.seconds, (unsigned long long)g_sent_win, (unsigned long long)exp,
+          (unsigned long long)g_delivered_win, (unsigned long long)g_gaps,
+          (unsigned long long)g_tail, (unsigned long long)g_refused,
+          (unsigned long long)g_rate_limited, (unsigned long long)g_rx_bad,
+          (unsigned long long)g_drops, (unsigned long long)g_churned, gen_cpu * 100 / C.seconds,
+          srv_cpu * 100 / C.seconds);
+  double target = C.rate * C.clients;
+  if ((double)g_sent_win / C.seconds < 0.95 * target)
+    fprintf(stderr, "issun-load: WARNING: the generator fell behind: sent %.0f/s of %.0f/s\n",
+            (double)g_sent_win / C.seconds, target);
+  else if (gen_max * 100 / C.seconds >= 95)
+    fprintf(stderr,
+            "issun-load: WARNING: the generator used %.0f%% of its core: it sent on time, but "
+            "the latency figures include its own queueing (fewer --clients%s measure the "
+            "relay)\n",
+            gen_max * 100 / C.seconds, C.procs > 1 ? " or more --procs" : "");
+  char extra[384];
+  int n = snprintf(extra, sizeof extra,
+                   ",\"target_sent_per_s\":%.0f,\"generator_cpu_pct\":%.0f,\"other_load_pct\":%.0f,"
+                   "\"send_refused\":%llu",
+                   target, gen_cpu * 100 / C.seconds, g_other_pct, (unsigned long long)g_refused);
+  if (C.wl == W_CHURN && n > 0 && (size_t)n < sizeof extra)
+    n += snprintf(extra + n, sizeof extra - (size_t)n, ",\"churned\":%llu",
+                  (unsigned long long)g_churned);
+  if (C.procs > 1 && n > 0 && (size_t)n < sizeof extra)
+    snprintf(extra + n, sizeof extra - (size_t)n,
+             ",\"generator_procs\":%d,\"generator_cpu_max_pct\":%.0f", C.procs,
+             gen_max * 100 / C.seconds);
+  emit(wl_names[C.wl], C.rate, connect_s, C.seconds, g_sent_win, g_delivered_win, exp, loss,
+       H_WIN, srv_cpu, hwm / 1024.0, pinned, extra);
+  return (C.wl != W_CHURN && g_drops) ? 3 : 0;
+}
+
+/* saturate: the rate rises by sat_factor per step while p99 <= 50 ms and
+ * loss <= 0.1%; the best passing step is reported. */
+typedef struct sat {
+  int ok;
+  double rate, srv_cpu, gen_cpu, loss;
+  uint64_t sent, dlv, exp;
+  hist h;
+  char steps[2048];
+  size_t sl;
+} sat;
+
+/* Judges the step just measured (g_* counters, H_WIN); returns 1 if it passed. */
+static int sat_step(sat *st, int step, double rate, double srv_cpu, double gen_cpu,
+                    double gen_max) {
+  double loss = g_expected_win ? ((double)g_expected_win - (double)g_delivered_win) * 100.0 /
+                                     (double)g_expected_win
+                               : 100.0;
+  if (loss < 0) loss = 0;
+  double p99_ms = h_pct(H_WIN, 0.99) / 1e6;
+  double target_sent = rate * C.clients * C.seconds;
+  int gen_limited = (double)g_sent_win < 0.9 * target_sent;
+  int ok = p99_ms <= C.sat_p99_ms && loss <= C.sat_loss_pct && !gen_limited && g_drops == 0;
+  fprintf(stderr,
+          "issun-load: saturate step %d: rate %.1f Hz, sent/s %.0f, delivered/s %.0f, loss %.4f%%, "
+          "p99 %.2f ms, server cpu %.0f%%, generator cpu %.0f%%%s, other load %.0f%% -> %s\n",
+          step, rate, g_sent_win / C.seconds, g_delivered_win / C.seconds, loss, p99_ms,
+          srv_cpu * 100 / C.seconds, gen_cpu * 100 / C.seconds,
+          C.procs > 1 ? " (all workers)" : "", g_other_pct,
+          ok ? "pass" : gen_limited ? "generator-limited" : "fail");
+  (void)gen_max;
+  if (st->sl < sizeof st->steps - 200)
+    st->sl += (size_t)snprintf(st->steps + st->sl, sizeof st->steps - st->sl,
+                               "%s{\"rate_hz\":%.1f,\"delivered_per_s\":%.0f,\"loss_pct\":%.4f,"
+                               "\"p99_us\":%.1f,\"server_cpu_us_per_delivery\":%.3f,\"ok\":%s}",
+                               step ? "," : "", rate, g_delivered_win / C.seconds, loss,
+                               p99_ms * 1e3,
+                               g_delivered_win ? srv_cpu * 1e6 / (double)g_delivered_win : 0.0,
+                               ok ? "true" : "false");
+  if (!ok) {
+    if (gen_limited) fprintf(stderr, "issun-load: the generator could not keep the rate: stop\n");
+    return 0;
+  }
+  st->ok = 1;
+  st->rate = rate;
+  st->srv_cpu = srv_cpu;
+  st->gen_cpu = gen_cpu;
+  st->loss = loss;
+  st->sent = g_sent_win;
+  st->dlv = g_delivered_win;
+  st->exp = g_expected_win;
+  st->h = *H_WIN;
+  return 1;
+}
+
+static int sat_report(const sat *st, double connect_s, int pinned) {
+  long hwm = server_status_kb("VmHWM");
+  char *extra = malloc(sizeof st->steps + 192);
+  if (!extra) return 2;
+  int n = snprintf(extra, sizeof st->steps + 192,
+                   ",\"max_ok_delivered_per_s\":%.0f,\"other_load_pct\":%.0f,\"steps\":[%s]",
+                   st->ok ? st->dlv / C.seconds : 0.0, g_other_pct, st->steps);
+  if (C.procs > 1 && n > 0 && (size_t)n < sizeof st->steps + 192)
+    snprintf(extra + n, sizeof st->steps + 192 - (size_t)n, ",\"generator_procs\":%d", C.procs);
+  emit("saturate", st->ok ? st->rate : 0, connect_s, C.seconds, st->sent, st->dlv, st->exp,
+       st->loss, &st->h, st->srv_cpu, hwm / 1024.0, pinned, extra);
+  free(extra);
+  return st->ok ? 0 : 4;
+}
+
 static int run_events(void) {
   uint64_t t0 = mono_ns();
-  if (connect_all(C.clients) != 0) return 2;
+  if (connect_all() != 0) return 2;
   if (C.room_size > 0) {
     g_phase = "rooms";
-    if (setup_rooms() != 0) return 2;
+    if (rooms_create() != 0 || rooms_join() != 0) return 2;
   }
   double connect_s = (double)(mono_ns() - t0) / 1e9;
   fprintf(stderr, "issun-load: %d clients connected%s in %.2f s\n", C.clients,
@@ -1085,131 +1302,481 @@ static int run_events(void) {
   double srv_cpu = 0, gen_cpu = 0;
 
   if (C.wl != W_SATURATE) {
-    run_window(C.rate, C.warmup, &srv_cpu, &gen_cpu);
+    run_window(C.rate, C.warmup, 0, &srv_cpu, &gen_cpu);
     if (C.wl == W_CHURN) {
-      /* Keep sending nothing new; let in-flight events land. */
-      g_sending = 0;
-      run_until(mono_ns() + (uint64_t)(C.drain * 1e9 < 2e9 ? C.drain * 1e9 : 2e9));
-      churn_tails();
+      churn_finish();
     } else {
       g_sending = 0;
       drain();
     }
     if (over_time()) return 2;
-    uint64_t exp = g_expected_win;
-    if (C.wl == W_CHURN) exp = g_delivered_win + g_gaps + g_tail;
-    double loss = exp ? ((double)exp - (double)g_delivered_win) * 100.0 / (double)exp : 0.0;
-    if (loss < 0) loss = 0;
-    long hwm = server_status_kb("VmHWM");
-    fprintf(stderr,
-            "issun-load: window %.1f s: sent %llu, expected %llu, delivered %llu, gaps %llu, "
-            "tail %llu, refused sends %llu, rate-limited notices %llu, bad %llu, drops %llu, "
-            "churned %llu; generator cpu %.0f%% of a core; server cpu %.0f%% of a core\n",
-            C.seconds, (unsigned long long)g_sent_win, (unsigned long long)exp,
-            (unsigned long long)g_delivered_win, (unsigned long long)g_gaps,
-            (unsigned long long)g_tail, (unsigned long long)g_refused,
-            (unsigned long long)g_rate_limited, (unsigned long long)g_rx_bad,
-            (unsigned long long)g_drops, (unsigned long long)g_churned, gen_cpu * 100 / C.seconds,
-            srv_cpu * 100 / C.seconds);
-    double target = C.rate * C.clients;
-    if ((double)g_sent_win / C.seconds < 0.95 * target)
-      fprintf(stderr, "issun-load: WARNING: the generator fell behind: sent %.0f/s of %.0f/s\n",
-              (double)g_sent_win / C.seconds, target);
-    else if (gen_cpu * 100 / C.seconds >= 95)
-      fprintf(stderr,
-              "issun-load: WARNING: the generator used %.0f%% of its core: it sent on time, but "
-              "the latency figures include its own queueing (fewer --clients measure the "
-              "relay)\n",
-              gen_cpu * 100 / C.seconds);
-    char extra[256];
-    snprintf(extra, sizeof extra,
-             ",\"target_sent_per_s\":%.0f,\"generator_cpu_pct\":%.0f,\"other_load_pct\":%.0f,"
-             "\"send_refused\":%llu",
-             target, gen_cpu * 100 / C.seconds, g_other_pct, (unsigned long long)g_refused);
-    if (C.wl == W_CHURN) {
-      size_t l = strlen(extra);
-      snprintf(extra + l, sizeof extra - l, ",\"churned\":%llu", (unsigned long long)g_churned);
-    }
-    emit(wl_names[C.wl], C.rate, connect_s, C.seconds, g_sent_win, g_delivered_win, exp, loss,
-         H_WIN, srv_cpu, hwm / 1024.0, pinned, extra);
-    return (C.wl != W_CHURN && g_drops) ? 3 : 0;
+    return report_window(connect_s, pinned, srv_cpu, gen_cpu, gen_cpu);
   }
 
-  /* saturate: raise the rate by sat_factor per step while p99 <= 50 ms and
-   * loss <= 0.1%; report the best passing step. */
+  sat *st = calloc(1, sizeof *st);
+  if (!st) return 2;
   double rate = C.rate;
-  struct best {
-    int ok;
-    double rate, srv_cpu, gen_cpu, loss;
-    uint64_t sent, dlv, exp;
-    hist h;
-  } *best = calloc(1, sizeof *best);
-  if (!best) return 2;
-  char steps[2048] = "";
-  size_t sl = 0;
-  int step;
-  for (step = 0; step < C.sat_max_steps && !over_time(); step++) {
-    run_window(rate, step == 0 ? C.warmup : 1.0, &srv_cpu, &gen_cpu);
-    /* keep sending at this rate while the window's events land (1 s) */
-    g_phase = "settle";
-    uint64_t settle_end = mono_ns() + NS;
-    while (!over_time() && mono_ns() < settle_end) {
-      uint64_t ws = W_START, we = W_END;
-      turn(settle_end);
-      W_START = ws;
-      W_END = we;
-    }
-    double loss = g_expected_win
-                      ? ((double)g_expected_win - (double)g_delivered_win) * 100.0 /
-                            (double)g_expected_win
-                      : 100.0;
-    if (loss < 0) loss = 0;
-    double p99_ms = h_pct(H_WIN, 0.99) / 1e6;
-    double target_sent = rate * C.clients * C.seconds;
-    int gen_limited = (double)g_sent_win < 0.9 * target_sent;
-    int ok = p99_ms <= C.sat_p99_ms && loss <= C.sat_loss_pct && !gen_limited && g_drops == 0;
-    fprintf(stderr,
-            "issun-load: saturate step %d: rate %.1f Hz, sent/s %.0f, delivered/s %.0f, loss %.4f%%, "
-            "p99 %.2f ms, server cpu %.0f%%, generator cpu %.0f%%, other load %.0f%% -> %s\n",
-            step, rate, g_sent_win / C.seconds, g_delivered_win / C.seconds, loss, p99_ms,
-            srv_cpu * 100 / C.seconds, gen_cpu * 100 / C.seconds, g_other_pct,
-            ok ? "pass" : gen_limited ? "generator-limited" : "fail");
-    if (sl < sizeof steps - 200)
-      sl += (size_t)snprintf(steps + sl, sizeof steps - sl,
-                             "%s{\"rate_hz\":%.1f,\"delivered_per_s\":%.0f,\"loss_pct\":%.4f,"
-                             "\"p99_us\":%.1f,\"server_cpu_us_per_delivery\":%.3f,\"ok\":%s}",
-                             step ? "," : "", rate, g_delivered_win / C.seconds, loss,
-                             p99_ms * 1e3,
-                             g_delivered_win ? srv_cpu * 1e6 / (double)g_delivered_win : 0.0,
-                             ok ? "true" : "false");
-    if (!ok) {
-      if (gen_limited) fprintf(stderr, "issun-load: the generator could not keep the rate: stop\n");
-      break;
-    }
-    best->ok = 1;
-    best->rate = rate;
-    best->srv_cpu = srv_cpu;
-    best->gen_cpu = gen_cpu;
-    best->loss = loss;
-    best->sent = g_sent_win;
-    best->dlv = g_delivered_win;
-    best->exp = g_expected_win;
-    best->h = *H_WIN;
+  for (int step = 0; step < C.sat_max_steps && !over_time(); step++) {
+    run_window(rate, step == 0 ? C.warmup : 1.0, 0, &srv_cpu, &gen_cpu);
+    settle();
+    if (!sat_step(st, step, rate, srv_cpu, gen_cpu, gen_cpu)) break;
     rate *= C.sat_factor;
   }
   g_sending = 0;
-  long hwm = server_status_kb("VmHWM");
-  char *extra = malloc(sizeof steps + 128);
-  if (!extra) return 2;
-  snprintf(extra, sizeof steps + 128,
-           ",\"max_ok_delivered_per_s\":%.0f,\"other_load_pct\":%.0f,\"steps\":[%s]",
-           best->ok ? best->dlv / C.seconds : 0.0, g_other_pct, steps);
-  emit("saturate", best->ok ? best->rate : 0, connect_s, C.seconds, best->sent, best->dlv,
-       best->exp, best->loss, &best->h, best->srv_cpu, hwm / 1024.0, pinned, extra);
-  int rc = best->ok ? 0 : 4;
-  free(extra);
-  free(best);
+  int rc = sat_report(st, connect_s, pinned);
+  free(st);
   return rc;
+}
+
+/* ---- workers and their coordinator (--procs) ------------------------- */
+
+/* The coordinator forks C.procs workers before any client exists.  Worker
+ * w drives a contiguous share of the clients (whole rooms when there are
+ * at least as many rooms as workers; otherwise a room spans workers, as
+ * fanout's one room does).  They talk over two pipes per worker, in
+ * lockstep: every message is a (type, length) header and a body, and each
+ * side waits for the answer it expects.  The coordinator sets the common
+ * start of every window, measures the server and the host over it itself,
+ * and merges the workers' counters and histograms into the one JSON line.
+ * A worker serves its clients while it waits (its command pipe is in its
+ * epoll set), so nothing stalls. */
+enum { M_READY = 1, M_ROOMS, M_GO, M_SENT, M_SENTALL, M_RESULT, M_END };
+
+typedef struct go_msg {
+  double rate, warmup;
+  uint64_t start; /* CLOCK_MONOTONIC ns: pacing starts, the warm-up begins */
+} go_msg;
+
+typedef struct ready_msg {
+  int ok;
+  double connect_s;
+} ready_msg;
+
+typedef struct result_msg {
+  double gen_cpu;
+  uint64_t sent, expected, delivered, gaps, tail, refused, rate_limited, rx_bad, drops, churned;
+  hist h; /* H_WIN, or H_CONN for connect */
+} result_msg;
+
+static int write_all(int fd, const void *p, size_t n) {
+  const uint8_t *b = p;
+  while (n) {
+    ssize_t w = write(fd, b, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return -1;
+    b += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static int read_all(int fd, void *p, size_t n) {
+  uint8_t *b = p;
+  while (n) {
+    ssize_t r = read(fd, b, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    b += r;
+    n -= (size_t)r;
+  }
+  return 0;
+}
+
+static int msg_send(int fd, uint32_t type, const void *p, uint32_t len) {
+  uint32_t h[2] = {type, len};
+  if (write_all(fd, h, sizeof h) != 0) return -1;
+  return len ? write_all(fd, p, len) : 0;
+}
+
+/* -- worker side -- */
+
+static uint32_t g_cmd; /* the command read and not yet taken (0: none) */
+static go_msg g_go;
+static uint32_t *WSENT; /* window sends of every client (M_SENTALL) */
+
+/* CMD_FD is readable: read one whole command (the coordinator writes each
+ * in one go).  A lost coordinator stops the run. */
+static void cmd_read(void) {
+  uint32_t h[2];
+  int bad = read_all(CMD_FD, h, sizeof h) != 0;
+  if (!bad) {
+    switch (h[0]) {
+    case M_GO:
+      bad = h[1] != sizeof g_go || read_all(CMD_FD, &g_go, sizeof g_go) != 0;
+      break;
+    case M_ROOMS: {
+      uint64_t *ids = calloc((size_t)NGROUPS, sizeof *ids);
+      bad = !ids || h[1] != (uint32_t)NGROUPS * sizeof *ids ||
+            read_all(CMD_FD, ids, (size_t)h[1]) != 0;
+      for (int g = 0; !bad && g < NGROUPS; g++)
+        if (!GR[g].room_id) GR[g].room_id = ids[g];
+      free(ids);
+      break;
+    }
+    case M_SENTALL:
+      bad = h[1] != (uint32_t)C.clients * sizeof *WSENT || read_all(CMD_FD, WSENT, (size_t)h[1]) != 0;
+      break;
+    case M_END:
+      bad = h[1] != 0;
+      break;
+    default:
+      bad = 1;
+    }
+  }
+  if (bad) {
+    fprintf(stderr, "issun-load: worker %d: lost its coordinator\n", WID);
+    epoll_ctl(EPFD, EPOLL_CTL_DEL, CMD_FD, NULL);
+    g_stop = 1;
+    return;
+  }
+  g_cmd = h[0];
+}
+
+/* Serves the clients (and keeps sending, if g_sending) until the next
+ * command; returns it, or 0 when the run is over. */
+static uint32_t wait_cmd(void) {
+  while (!over_time()) {
+    if (g_cmd) {
+      uint32_t c = g_cmd;
+      g_cmd = 0;
+      return c;
+    }
+    turn(mono_ns() + 100 * MSNS);
+  }
+  return 0;
+}
+
+static void result_send(double gen_cpu, const hist *h) {
+  static result_msg r;
+  r.gen_cpu = gen_cpu;
+  r.sent = g_sent_win;
+  r.expected = g_expected_win;
+  r.delivered = g_delivered_win;
+  r.gaps = g_gaps;
+  r.tail = g_tail;
+  r.refused = g_refused;
+  r.rate_limited = g_rate_limited;
+  r.rx_bad = g_rx_bad;
+  r.drops = g_drops;
+  r.churned = g_churned;
+  r.h = *h;
+  msg_send(RES_FD, M_RESULT, &r, sizeof r);
+}
+
+/* Window events this process's clients should receive: for each, what the
+ * other members of its group sent (WSENT holds every client's count). */
+static uint64_t expect_rx(void) {
+  uint64_t n = 0;
+  for (int g = 0; g < NGROUPS; g++) {
+    int b = GR[g].base, e = b + GR[g].size;
+    if (e <= LO || b >= HI) continue;
+    uint64_t tot = 0;
+    for (int i = b; i < e; i++) tot += WSENT[i];
+    for (int i = b > LO ? b : LO; i < (e < HI ? e : HI); i++) n += tot - WSENT[i];
+  }
+  return n;
+}
+
+static int worker_connect(void) {
+  if (wait_cmd() != M_GO) return 2;
+  uint64_t t0 = mono_ns();
+  ready_msg rd = {.ok = connect_all() == 0};
+  rd.connect_s = (double)(mono_ns() - t0) / 1e9;
+  g_phase = "idle";
+  msg_send(RES_FD, M_READY, &rd, sizeof rd);
+  if (wait_cmd() != M_END) return 2;
+  result_send(0, H_CONN);
+  return rd.ok ? (g_drops ? 3 : 0) : 2;
+}
+
+static int worker_events(void) {
+  uint64_t t0 = mono_ns();
+  ready_msg rd = {.ok = connect_all() == 0};
+  if (C.room_size > 0) {
+    g_phase = "rooms";
+    if (rd.ok) rd.ok = rooms_create() == 0;
+    uint64_t *ids = calloc((size_t)NGROUPS, sizeof *ids);
+    if (!ids) return 2;
+    for (int g = 0; g < NGROUPS; g++)
+      if (owns(GR[g].base)) ids[g] = GR[g].room_id;
+    msg_send(RES_FD, M_ROOMS, ids, (uint32_t)NGROUPS * sizeof *ids);
+    free(ids);
+    if (wait_cmd() != M_ROOMS) return 2;
+    if (rd.ok) rd.ok = rooms_join() == 0;
+  }
+  rd.connect_s = (double)(mono_ns() - t0) / 1e9;
+  msg_send(RES_FD, M_READY, &rd, sizeof rd);
+  for (;;) {
+    uint32_t c = wait_cmd();
+    if (c == M_END) return rd.ok ? ((C.wl != W_CHURN && g_drops) ? 3 : 0) : 2;
+    if (c != M_GO) return 2;
+    double srv_cpu, gen_cpu;
+    run_window(g_go.rate, g_go.warmup, g_go.start, &srv_cpu, &gen_cpu);
+    if (C.wl == W_SATURATE) {
+      settle();
+    } else if (C.wl == W_CHURN) {
+      churn_finish();
+    } else {
+      /* What this worker's clients should receive depends on what the
+       * others sent: swap the window's send counts, then drain. */
+      g_sending = 0;
+      for (int i = LO; i < HI; i++) WSENT[i] = CL[i].win_sent;
+      msg_send(RES_FD, M_SENT, WSENT + LO, (uint32_t)(HI - LO) * sizeof *WSENT);
+      if (wait_cmd() != M_SENTALL) return 2;
+      g_expect_rx = expect_rx();
+      drain();
+    }
+    result_send(gen_cpu, H_WIN);
+  }
+}
+
+/* -- coordinator side -- */
+
+static pid_t *WPID;
+static int *WCMD, *WRES; /* per worker: command pipe (write end), result pipe (read end) */
+static int *WLO, *WHI;
+
+/* Reads worker w's next message, which must be `type` with a `len` body.
+ * Waits at most until --max-run; a signal or a lost worker fails it. */
+static int coord_read(int w, uint32_t type, void *p, uint32_t len) {
+  for (;;) {
+    double left = C.max_run_s - (double)(mono_ns() - T0) / 1e9;
+    if (g_stop || left <= 0) return -1;
+    struct pollfd pf = {.fd = WRES[w], .events = POLLIN, .revents = 0};
+    int rv = poll(&pf, 1, left > 1 ? 1000 : (int)(left * 1000) + 1);
+    if (rv < 0 && errno != EINTR) return -1;
+    if (rv > 0) break;
+  }
+  uint32_t h[2];
+  if (read_all(WRES[w], h, sizeof h) != 0 || h[0] != type || h[1] != len ||
+      (len && read_all(WRES[w], p, len) != 0)) {
+    fprintf(stderr, "issun-load: worker %d failed or fell out of step\n", w);
+    return -1;
+  }
+  return 0;
+}
+
+static void coord_send_all(uint32_t type, const void *p, uint32_t len) {
+  for (int w = 0; w < C.procs; w++) msg_send(WCMD[w], type, p, len);
+}
+
+/* Sleeps until `t` (CLOCK_MONOTONIC ns) unless a signal stops the run. */
+static void sleep_until(uint64_t t) {
+  struct timespec ts = {.tv_sec = (time_t)(t / NS), .tv_nsec = (long)(t % NS)};
+  while (!g_stop && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+  }
+}
+
+static double workers_cpu_s(void) {
+  if (WID >= 0 || !WPID) return 0; /* a single process, or a worker */
+  double s = 0;
+  for (int w = 0; w < C.procs; w++) s += proc_cpu_s(WPID[w]);
+  return s;
+}
+
+static void merge_reset(void) {
+  g_sent_win = g_expected_win = g_delivered_win = g_gaps = g_tail = 0;
+  g_refused = g_rate_limited = g_rx_bad = g_drops = g_churned = 0;
+  h_reset(H_WIN);
+}
+
+static void merge(const result_msg *r, hist *into) {
+  g_sent_win += r->sent;
+  g_expected_win += r->expected;
+  g_delivered_win += r->delivered;
+  g_gaps += r->gaps;
+  g_tail += r->tail;
+  g_refused += r->refused;
+  g_rate_limited += r->rate_limited;
+  g_rx_bad += r->rx_bad;
+  g_drops += r->drops;
+  g_churned += r->churned;
+  into->n += r->h.n;
+  if (r->h.max > into->max) into->max = r->h.max;
+  if (r->h.min < into->min) into->min = r->h.min;
+  for (unsigned i = 0; i < H_BUCKETS; i++) into->b[i] += r->h.b[i];
+}
+
+static int coord_connect(void) {
+  static result_msg r;
+  long rss0 = server_status_kb("VmRSS");
+  double cpu0 = server_cpu_s();
+  cpusnap sa, sb;
+  cpu_snap(&sa);
+  uint64_t t0 = mono_ns();
+  go_msg go = {.start = t0};
+  coord_send_all(M_GO, &go, sizeof go);
+  int ok = 1;
+  for (int w = 0; w < C.procs; w++) {
+    ready_msg rd;
+    if (coord_read(w, M_READY, &rd, sizeof rd) != 0) return 2;
+    ok &= rd.ok;
+  }
+  double connect_s = (double)(mono_ns() - t0) / 1e9;
+  double cpu1 = server_cpu_s();
+  cpu_snap(&sb);
+  double other = other_pct(&sa, &sb, connect_s);
+  if (!ok) return 2;
+  fprintf(stderr,
+          "issun-load: %d clients connected by %d workers in %.2f s (%.0f handshakes/s); idle %.0f s\n",
+          C.clients, C.procs, connect_s, C.clients / connect_s, C.seconds);
+  sleep_until(mono_ns() + (uint64_t)(C.seconds * 1e9));
+  if (g_stop) return 2;
+  double cpu2 = server_cpu_s();
+  coord_send_all(M_END, NULL, 0);
+  merge_reset();
+  h_reset(H_CONN);
+  for (int w = 0; w < C.procs; w++) {
+    if (coord_read(w, M_RESULT, &r, sizeof r) != 0) return 2;
+    merge(&r, H_CONN);
+  }
+  return report_connect(connect_s, rss0, cpu0, cpu1, cpu2, other);
+}
+
+static int coord_events(void) {
+  static result_msg r;
+  uint64_t t0 = mono_ns();
+  if (C.room_size > 0) {
+    uint64_t *all = calloc((size_t)NGROUPS, sizeof *all), *one = calloc((size_t)NGROUPS, sizeof *one);
+    if (!all || !one) return 2;
+    uint32_t len = (uint32_t)NGROUPS * sizeof *all;
+    for (int w = 0; w < C.procs; w++) {
+      if (coord_read(w, M_ROOMS, one, len) != 0) return 2;
+      for (int g = 0; g < NGROUPS; g++)
+        if (one[g]) all[g] = one[g];
+    }
+    coord_send_all(M_ROOMS, all, len);
+    free(all);
+    free(one);
+  }
+  int ok = 1;
+  for (int w = 0; w < C.procs; w++) {
+    ready_msg rd;
+    if (coord_read(w, M_READY, &rd, sizeof rd) != 0) return 2;
+    ok &= rd.ok;
+  }
+  if (!ok) return 2;
+  double connect_s = (double)(mono_ns() - t0) / 1e9;
+  fprintf(stderr, "issun-load: %d clients connected%s by %d workers in %.2f s\n", C.clients,
+          C.room_size > 0 ? " and in their rooms" : "", C.procs, connect_s);
+  int pinned = pinned_apart();
+  sat *st = calloc(1, sizeof *st);
+  if (!st) return 2;
+  double rate = C.rate, warmup = C.warmup;
+  int rc = 2;
+  for (int step = 0; step < C.sat_max_steps && !over_time(); step++) {
+    go_msg go = {.rate = rate, .warmup = warmup, .start = mono_ns() + 20 * MSNS};
+    coord_send_all(M_GO, &go, sizeof go);
+    W_START = go.start + (uint64_t)(warmup * 1e9);
+    W_END = W_START + (uint64_t)(C.seconds * 1e9);
+    sleep_until(W_START);
+    double c0 = server_cpu_s();
+    cpu_snap(&g_snap0);
+    sleep_until(W_END);
+    double c1 = server_cpu_s();
+    cpu_snap(&g_snap1);
+    if (g_stop) break;
+    g_other_pct = other_pct(&g_snap0, &g_snap1, C.seconds);
+    if (g_other_pct > 10)
+      fprintf(stderr, "issun-load: WARNING: other processes used %.0f%% of a CPU on the CPUs of "
+              "this run during the window: latency figures are not trustworthy\n", g_other_pct);
+    if (C.wl != W_SATURATE && C.wl != W_CHURN) {
+      int bad = 0;
+      for (int w = 0; w < C.procs && !bad; w++)
+        bad = coord_read(w, M_SENT, WSENT + WLO[w], (uint32_t)(WHI[w] - WLO[w]) * sizeof *WSENT);
+      if (bad) break;
+      coord_send_all(M_SENTALL, WSENT, (uint32_t)C.clients * sizeof *WSENT);
+    }
+    merge_reset();
+    double gen = 0, gen_max = 0;
+    int bad = 0;
+    for (int w = 0; w < C.procs && !bad; w++) {
+      bad = coord_read(w, M_RESULT, &r, sizeof r);
+      merge(&r, H_WIN);
+      gen += r.gen_cpu;
+      if (r.gen_cpu > gen_max) gen_max = r.gen_cpu;
+    }
+    if (bad) break;
+    /* Workers sharing fewer CPUs than there are of them: the busiest core
+     * carries at least their average. */
+    cpu_set_t set;
+    int k = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : C.procs;
+    if (k > 0 && k < C.procs && gen / k > gen_max) gen_max = gen / k;
+    if (C.wl != W_SATURATE) {
+      rc = report_window(connect_s, pinned, c1 - c0, gen, gen_max);
+      break;
+    }
+    if (!sat_step(st, step, rate, c1 - c0, gen, gen_max) || step + 1 >= C.sat_max_steps) {
+      rc = sat_report(st, connect_s, pinned);
+      break;
+    }
+    rate *= C.sat_factor;
+    warmup = 1.0;
+  }
+  if (rc != 2) coord_send_all(M_END, NULL, 0);
+  free(st);
+  return rc;
+}
+
+/* Forks the workers.  Returns 1 in the coordinator, 0 in a worker (with
+ * WID, LO, HI and its pipes set), -1 on failure. */
+static int spawn_workers(void) {
+  WPID = calloc((size_t)C.procs, sizeof *WPID);
+  WCMD = calloc((size_t)C.procs, sizeof *WCMD);
+  WRES = calloc((size_t)C.procs, sizeof *WRES);
+  WLO = calloc((size_t)C.procs, sizeof *WLO);
+  WHI = calloc((size_t)C.procs, sizeof *WHI);
+  if (!WPID || !WCMD || !WRES || !WLO || !WHI) return -1;
+  /* Shares: whole rooms when there are enough of them, else even slices. */
+  for (int w = 0; w < C.procs; w++) {
+    if (C.room_size > 0 && NGROUPS >= C.procs) {
+      int g0 = (int)((long)NGROUPS * w / C.procs), g1 = (int)((long)NGROUPS * (w + 1) / C.procs);
+      WLO[w] = GR[g0].base;
+      WHI[w] = g1 < NGROUPS ? GR[g1].base : C.clients;
+    } else {
+      WLO[w] = (int)((long)C.clients * w / C.procs);
+      WHI[w] = (int)((long)C.clients * (w + 1) / C.procs);
+    }
+  }
+  cpu_set_t set;
+  int ncpu = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+  for (int w = 0; w < C.procs; w++) {
+    int cmd[2], res[2];
+    if (pipe2(cmd, O_CLOEXEC) != 0) return -1;
+    if (pipe2(res, O_CLOEXEC) != 0) return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+      for (int k = 0; k < w; k++) close(WCMD[k]), close(WRES[k]);
+      close(cmd[1]);
+      close(res[0]);
+      WID = w;
+      LO = WLO[w];
+      HI = WHI[w];
+      CMD_FD = cmd[0];
+      RES_FD = res[1];
+      rng_state = C.seed + 0x9e3779b97f4a7c15ull * (uint64_t)(w + 1);
+      if (ncpu >= C.procs) { /* one CPU each, the w-th of the set */
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        for (int c = 0, k = 0; c < CPU_SETSIZE; c++)
+          if (CPU_ISSET(c, &set) && k++ == w) {
+            CPU_SET(c, &one);
+            break;
+          }
+        sched_setaffinity(0, sizeof one, &one);
+      }
+      return 0;
+    }
+    close(cmd[0]);
+    close(res[1]);
+    WPID[w] = pid;
+    WCMD[w] = cmd[1];
+    WRES[w] = res[0];
+  }
+  return 1;
 }
 
 int main(int argc, char **argv) {
@@ -1237,8 +1804,8 @@ int main(int argc, char **argv) {
   H_WIN = malloc(sizeof *H_WIN);
   H_SEC = malloc(sizeof *H_SEC);
   H_CONN = malloc(sizeof *H_CONN);
-  EPFD = epoll_create1(EPOLL_CLOEXEC);
-  if (!CL || !RING || !GR || !PAYLOAD || !H_WIN || !H_SEC || !H_CONN || EPFD < 0) {
+  WSENT = calloc((size_t)C.clients, sizeof *WSENT);
+  if (!CL || !RING || !GR || !PAYLOAD || !H_WIN || !H_SEC || !H_CONN || !WSENT) {
     fprintf(stderr, "issun-load: out of memory\n");
     return 1;
   }
@@ -1258,7 +1825,6 @@ int main(int argc, char **argv) {
     l->deadline = UINT64_MAX;
     l->group = group_of(i);
     l->phase = rng_unit();
-    RING[i] = i;
     int gs = GR[l->group].size;
     if (C.wl != W_CONNECT && gs <= MAX_GAP_GROUP) {
       l->last_seq = calloc((size_t)gs, sizeof *l->last_seq);
@@ -1273,20 +1839,64 @@ int main(int argc, char **argv) {
     fprintf(stderr, "issun-load: the last room would have 1 member; pick clients divisible by room size\n");
     return 1;
   }
-  qsort(RING, (size_t)C.clients, sizeof *RING, cmp_phase);
-
   fprintf(stderr,
           "issun-load: workload %s, %d clients, room size %d, %g Hz, %d B, %s, %g s window, "
-          "server %s:%u pid %ld, pinned apart: %s\n",
+          "server %s:%u pid %ld, pinned apart: %s%s\n",
           wl_names[C.wl], C.clients, C.room_size, C.rate, C.payload,
           C.wl == W_UNRELIABLE ? "datagram" : "reliable", C.seconds, C.host, C.port, C.server_pid,
-          pinned_apart() ? "yes" : "no");
+          pinned_apart() ? "yes" : "no", C.procs > 1 ? ", worker processes" : "");
   T0 = mono_ns();
   g_next_progress = T0 + NS;
-  int rc = C.wl == W_CONNECT ? run_connect() : run_events();
-  if (rc == 2) fprintf(stderr, "issun-load: run aborted (%s)\n", g_stop ? "signal" : "error or --max-run");
+  LO = 0;
+  HI = C.clients;
+  int rc;
+  if (C.procs > 1) {
+    int who = spawn_workers();
+    if (who < 0) {
+      fprintf(stderr, "issun-load: cannot start the workers: %s\n", strerror(errno));
+      return 1;
+    }
+    if (who == 1) { /* the coordinator */
+      rc = C.wl == W_CONNECT ? coord_connect() : coord_events();
+      if (rc == 2)
+        fprintf(stderr, "issun-load: run aborted (%s)\n", g_stop ? "signal" : "error or --max-run");
+      fflush(stdout);
+      if (rc == 2) /* workers stop on a closed command pipe, wherever they are */
+        for (int w = 0; w < C.procs; w++) kill(WPID[w], SIGTERM);
+      for (int w = 0; w < C.procs; w++) close(WCMD[w]), close(WRES[w]);
+      for (int w = 0; w < C.procs; w++) {
+        int st;
+        while (waitpid(WPID[w], &st, 0) < 0 && errno == EINTR) {
+        }
+        if (rc != 2 && !(WIFEXITED(st) && WEXITSTATUS(st) != 2)) {
+          fprintf(stderr, "issun-load: worker %d ended badly\n", w);
+          rc = 2;
+        }
+      }
+      fflush(stderr);
+      _exit(rc); /* as a single process does: nothing left to free by hand */
+    }
+  }
+  EPFD = epoll_create1(EPOLL_CLOEXEC);
+  if (EPFD < 0) {
+    fprintf(stderr, "issun-load: epoll: %s\n", strerror(errno));
+    _exit(1);
+  }
+  if (CMD_FD >= 0) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = CMD_TAG};
+    epoll_ctl(EPFD, EPOLL_CTL_ADD, CMD_FD, &ev);
+  }
+  for (int i = LO; i < HI; i++) RING[i - LO] = i;
+  qsort(RING, (size_t)(HI - LO), sizeof *RING, cmp_phase);
+  if (WID >= 0)
+    rc = C.wl == W_CONNECT ? worker_connect() : worker_events();
+  else
+    rc = C.wl == W_CONNECT ? run_connect() : run_events();
+  if (rc == 2 && WID < 0)
+    fprintf(stderr, "issun-load: run aborted (%s)\n", g_stop ? "signal" : "error or --max-run");
   /* Close every session (CONNECTION_CLOSE) so the server frees them now. */
   fflush(stdout);
-  for (int i = 0; i < C.clients; i++) drop_client(&CL[i]);
+  fflush(stderr);
+  for (int i = LO; i < HI; i++) drop_client(&CL[i]);
   _exit(rc);
 }
