@@ -1758,6 +1758,7 @@ static int spawn_workers(void) {
       CMD_FD = cmd[0];
       RES_FD = res[1];
       rng_state = C.seed + 0x9e3779b97f4a7c15ull * (uint64_t)(w + 1);
+      C.conc = (C.conc + C.procs - 1) / C.procs; /* --conc stays the total in flight */
       if (ncpu >= C.procs) { /* one CPU each, the w-th of the set */
         cpu_set_t one;
         CPU_ZERO(&one);
