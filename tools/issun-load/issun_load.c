@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/resource.h>
@@ -798,13 +799,41 @@ static uint64_t g_next_progress;
 static const char *g_phase = "connect";
 static uint64_t g_last_sweep;
 
+/* With workers, each publishes its last second here (shared memory mapped
+ * before the fork) and the coordinator prints one merged line a second. */
+typedef struct wprog {
+  uint64_t seq; /* bumped after each update; 0 until the first */
+  double el, p99_ms;
+  uint64_t live, n, in_flight, failed, drops, sent, rx;
+  char phase[12];
+} wprog;
+static wprog *PROG;
+
 static void progress(uint64_t now) {
   if (now < g_next_progress) return;
   double el = (double)(now - T0) / 1e9;
   uint64_t live = 0;
   for (int i = LO; i < HI; i++)
     if (CL[i].st >= LS_CONNECTED && CL[i].st <= LS_READY) live++;
-  char who[16] = "";
+  if (WID >= 0 && PROG) {
+    wprog *p = &PROG[WID];
+    p->el = el;
+    p->p99_ms = h_pct(H_SEC, 0.99) / 1e6;
+    p->live = live;
+    p->n = (uint64_t)(HI - LO);
+    p->in_flight = g_in_flight;
+    p->failed = g_failed;
+    p->drops = g_drops;
+    p->sent = g_sent_sec;
+    p->rx = g_rx_sec;
+    snprintf(p->phase, sizeof p->phase, "%s", g_phase);
+    __atomic_store_n(&p->seq, p->seq + 1, __ATOMIC_RELEASE);
+    g_sent_sec = g_rx_sec = 0;
+    h_reset(H_SEC);
+    g_next_progress = now + NS;
+    return;
+  }
+  char who[16] = ""; /* workers without the shared page print their own */
   if (WID >= 0) snprintf(who, sizeof who, "w%d ", WID);
   fprintf(stderr,
           "[%s%6.1fs] %-8s connected %llu/%d in-flight %llu failed %llu dropped %llu | "
@@ -1536,12 +1565,15 @@ static pid_t *WPID;
 static int *WCMD, *WRES; /* per worker: command pipe (write end), result pipe (read end) */
 static int *WLO, *WHI;
 
+static void coord_progress(void);
+
 /* Reads worker w's next message, which must be `type` with a `len` body.
  * Waits at most until --max-run; a signal or a lost worker fails it. */
 static int coord_read(int w, uint32_t type, void *p, uint32_t len) {
   for (;;) {
     double left = C.max_run_s - (double)(mono_ns() - T0) / 1e9;
     if (g_stop || left <= 0) return -1;
+    coord_progress();
     struct pollfd pf = {.fd = WRES[w], .events = POLLIN, .revents = 0};
     int rv = poll(&pf, 1, left > 1 ? 1000 : (int)(left * 1000) + 1);
     if (rv < 0 && errno != EINTR) return -1;
@@ -1561,9 +1593,48 @@ static void coord_send_all(uint32_t type, const void *p, uint32_t len) {
 }
 
 /* Sleeps until `t` (CLOCK_MONOTONIC ns) unless a signal stops the run. */
+/* The merged progress line, at most once a second: rates summed over the
+ * workers' last second, p99 the worst worker's. */
+static uint64_t g_prog_at;
+static void coord_progress(void) {
+  uint64_t now = mono_ns();
+  if (!PROG || now < g_prog_at) return;
+  g_prog_at = now + NS;
+  wprog sum = {0};
+  double p99 = 0;
+  char phase[sizeof sum.phase] = "";
+  for (int w = 0; w < C.procs; w++) {
+    if (!__atomic_load_n(&PROG[w].seq, __ATOMIC_ACQUIRE)) return; /* not all started */
+    wprog p = PROG[w]; /* a torn copy only blurs one line */
+    sum.live += p.live;
+    sum.n += p.n;
+    sum.in_flight += p.in_flight;
+    sum.failed += p.failed;
+    sum.drops += p.drops;
+    sum.sent += p.sent;
+    sum.rx += p.rx;
+    if (p.p99_ms > p99) p99 = p.p99_ms;
+    if (w == 0) memcpy(phase, p.phase, sizeof phase - 1);
+  }
+  fprintf(stderr,
+          "[%6.1fs] %-8s connected %llu/%llu in-flight %llu failed %llu dropped %llu | "
+          "sent/s %llu events/s %llu p99 %.2f ms (worst of %d workers)\n",
+          (double)(now - T0) / 1e9, phase, (unsigned long long)sum.live,
+          (unsigned long long)sum.n, (unsigned long long)sum.in_flight,
+          (unsigned long long)sum.failed, (unsigned long long)sum.drops,
+          (unsigned long long)sum.sent, (unsigned long long)sum.rx, p99, C.procs);
+}
+
+/* Sleeps until `t` (CLOCK_MONOTONIC ns) unless a signal stops the run,
+ * printing progress on the way. */
 static void sleep_until(uint64_t t) {
-  struct timespec ts = {.tv_sec = (time_t)(t / NS), .tv_nsec = (long)(t % NS)};
-  while (!g_stop && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+  for (;;) {
+    coord_progress();
+    uint64_t now = mono_ns();
+    if (g_stop || now >= t) return;
+    uint64_t until = t < g_prog_at ? t : g_prog_at;
+    struct timespec ts = {.tv_sec = (time_t)(until / NS), .tv_nsec = (long)(until % NS)};
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
   }
 }
 
@@ -1738,6 +1809,9 @@ static int spawn_workers(void) {
       WHI[w] = (int)((long)C.clients * (w + 1) / C.procs);
     }
   }
+  PROG = mmap(NULL, sizeof *PROG * (size_t)C.procs, PROT_READ | PROT_WRITE,
+              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (PROG == MAP_FAILED) PROG = NULL; /* then every worker prints its own lines */
   cpu_set_t set;
   int ncpu = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
   for (int w = 0; w < C.procs; w++) {
