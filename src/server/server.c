@@ -48,8 +48,8 @@
 #define GSO_BYTES 65000 /* a GSO send carries at most 64 KiB */
 #define CLOSE_FLUSH_NS (100 * NGTCP2_MILLISECONDS) /* ERROR-before-close grace */
 #define FLUSH_EVAL_NS (100 * NGTCP2_MILLISECONDS)  /* flush window: auto-mode decisions */
-#define FLUSH_SLICE_NS (1 * NGTCP2_MILLISECONDS)   /* widened window: longest sleep between reads */
-#define RCVBUF_ROOMY (2u << 20) /* a receive buffer that holds a widened window's arrivals */
+#define FLUSH_SLICE_NS (1 * NGTCP2_MILLISECONDS)   /* longest window sleep or write pass between reads */
+#define RCVBUF_ROOMY (2u << 20) /* a receive buffer that holds a long window's arrivals */
 
 /* ---- clock and randomness ------------------------------------------- */
 
@@ -1541,7 +1541,7 @@ int srv_run(srv *s) {
        * not overflow their buffers.  Connections it makes dirty that are
        * still ahead in this pass are written in it; the others join the
        * next pass. */
-      if (d && written % 64 == 0 && (s->now = srv_clock_ns()) >= read_again) {
+      if (written % 64 == 0 && (s->now = srv_clock_ns()) >= read_again) {
         for (int i = 0; i < s->nfds; i++)
           read_socket(s, rb, i);
         read_again = s->now + FLUSH_SLICE_NS;

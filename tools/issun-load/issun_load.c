@@ -519,7 +519,6 @@ typedef struct lc {
   uint64_t last_win_seq;
   uint32_t last_win_epoch;
   int sent_in_window;
-  uint32_t win_sent;  /* events it sent in the window */
 } lc;
 
 typedef struct group {
@@ -548,7 +547,8 @@ static volatile sig_atomic_t g_stop;
 static int LO, HI;
 static int WID = -1; /* worker index; -1 in a single process and in the coordinator */
 static int CMD_FD = -1, RES_FD = -1; /* worker: commands in, results out */
-static uint64_t g_expect_rx;          /* worker: window events its clients should get */
+static uint32_t *WSENT;               /* window sends per client: this process's own are
+                                         counted here; workers get the others' (M_SENTALL) */
 #define CMD_TAG 0xffffffffu           /* epoll tag of CMD_FD */
 static void cmd_read(void);
 
@@ -770,7 +770,7 @@ static void send_one(lc *l, uint64_t now) {
   g_sent_sec++;
   if (W_START && now >= W_START && now < W_END) {
     g_sent_win++;
-    l->win_sent++;
+    WSENT[l->idx]++;
     g_expected_win += (uint64_t)recipients_of(l->idx);
     l->last_win_seq = seq;
     l->last_win_epoch = l->epoch;
@@ -799,48 +799,48 @@ static uint64_t g_next_progress;
 static const char *g_phase = "connect";
 static uint64_t g_last_sweep;
 
-/* With workers, each publishes its last second here (shared memory mapped
- * before the fork) and the coordinator prints one merged line a second. */
+/* A second of progress.  With workers, each publishes its own in PROG
+ * (shared memory mapped before the fork) and the coordinator prints one
+ * merged line a second. */
 typedef struct wprog {
   uint64_t seq; /* bumped after each update; 0 until the first */
-  double el, p99_ms;
+  double p99_ms;
   uint64_t live, n, in_flight, failed, drops, sent, rx;
   char phase[12];
 } wprog;
 static wprog *PROG;
 
+static void progress_print(const wprog *p, double el, const char *note) {
+  fprintf(stderr,
+          "[%6.1fs] %-8s connected %llu/%llu in-flight %llu failed %llu dropped %llu | "
+          "sent/s %llu events/s %llu p99 %.2f ms%s\n",
+          el, p->phase, (unsigned long long)p->live, (unsigned long long)p->n,
+          (unsigned long long)p->in_flight, (unsigned long long)p->failed,
+          (unsigned long long)p->drops, (unsigned long long)p->sent, (unsigned long long)p->rx,
+          p->p99_ms, note);
+}
+
 static void progress(uint64_t now) {
   if (now < g_next_progress) return;
-  double el = (double)(now - T0) / 1e9;
-  uint64_t live = 0;
+  wprog w = {.p99_ms = h_pct(H_SEC, 0.99) / 1e6,
+             .n = (uint64_t)(HI - LO),
+             .in_flight = g_in_flight,
+             .failed = g_failed,
+             .drops = g_drops,
+             .sent = g_sent_sec,
+             .rx = g_rx_sec};
   for (int i = LO; i < HI; i++)
-    if (CL[i].st >= LS_CONNECTED && CL[i].st <= LS_READY) live++;
+    if (CL[i].st >= LS_CONNECTED && CL[i].st <= LS_READY) w.live++;
+  snprintf(w.phase, sizeof w.phase, "%s", g_phase);
   if (WID >= 0 && PROG) {
-    wprog *p = &PROG[WID];
-    p->el = el;
-    p->p99_ms = h_pct(H_SEC, 0.99) / 1e6;
-    p->live = live;
-    p->n = (uint64_t)(HI - LO);
-    p->in_flight = g_in_flight;
-    p->failed = g_failed;
-    p->drops = g_drops;
-    p->sent = g_sent_sec;
-    p->rx = g_rx_sec;
-    snprintf(p->phase, sizeof p->phase, "%s", g_phase);
-    __atomic_store_n(&p->seq, p->seq + 1, __ATOMIC_RELEASE);
-    g_sent_sec = g_rx_sec = 0;
-    h_reset(H_SEC);
-    g_next_progress = now + NS;
-    return;
+    w.seq = PROG[WID].seq;
+    PROG[WID] = w;
+    __atomic_store_n(&PROG[WID].seq, w.seq + 1, __ATOMIC_RELEASE);
+  } else {
+    char note[24] = ""; /* workers without the shared page print their own */
+    if (WID >= 0) snprintf(note, sizeof note, " (worker %d)", WID);
+    progress_print(&w, (double)(now - T0) / 1e9, note);
   }
-  char who[16] = ""; /* workers without the shared page print their own */
-  if (WID >= 0) snprintf(who, sizeof who, "w%d ", WID);
-  fprintf(stderr,
-          "[%s%6.1fs] %-8s connected %llu/%d in-flight %llu failed %llu dropped %llu | "
-          "sent/s %llu events/s %llu p99 %.2f ms\n",
-          who, el, g_phase, (unsigned long long)live, HI - LO, (unsigned long long)g_in_flight,
-          (unsigned long long)g_failed, (unsigned long long)g_drops,
-          (unsigned long long)g_sent_sec, (unsigned long long)g_rx_sec, h_pct(H_SEC, 0.99) / 1e6);
   g_sent_sec = g_rx_sec = 0;
   h_reset(H_SEC);
   g_next_progress = now + NS;
@@ -1043,13 +1043,14 @@ static void run_churn_until(uint64_t end) {
   }
 }
 
-/* Waits after the window until every window event has arrived (or drain). */
-static void drain(void) {
+/* Waits after the window until `want` window events have arrived here, or
+ * for --drain at most. */
+static void drain(uint64_t want) {
   uint64_t end = mono_ns() + (uint64_t)(C.drain * 1e9);
   while (!over_time()) {
     uint64_t now = mono_ns();
     if (now >= end) return;
-    if (C.wl != W_CHURN && g_delivered_win >= (WID >= 0 ? g_expect_rx : g_expected_win)) return;
+    if (g_delivered_win >= want) return;
     turn(end);
   }
 }
@@ -1142,7 +1143,7 @@ static double g_other_pct;
 static void window_reset(void) {
   g_sent_win = g_expected_win = g_delivered_win = g_gaps = g_tail = 0;
   h_reset(H_WIN);
-  for (int i = LO; i < HI; i++) CL[i].sent_in_window = 0, CL[i].win_sent = 0;
+  for (int i = LO; i < HI; i++) CL[i].sent_in_window = 0, WSENT[i] = 0;
 }
 
 /* One measured run at `rate`: pacing restarts at `start` (0: now), then
@@ -1192,12 +1193,13 @@ static void churn_finish(void) {
 static void settle(void) {
   g_phase = "settle";
   uint64_t settle_end = mono_ns() + NS;
-  while (!over_time() && mono_ns() < settle_end) {
-    uint64_t ws = W_START, we = W_END;
-    turn(settle_end);
-    W_START = ws;
-    W_END = we;
-  }
+  while (!over_time() && mono_ns() < settle_end) turn(settle_end);
+}
+
+/* Loss in % of what was expected (`none` when nothing was). */
+static double loss_pct(uint64_t exp, uint64_t dlv, double none) {
+  if (!exp) return none;
+  return dlv >= exp ? 0.0 : ((double)exp - (double)dlv) * 100.0 / (double)exp;
 }
 
 /* The report of one window (every workload but saturate and connect) from
@@ -1208,8 +1210,7 @@ static int report_window(double connect_s, int pinned, double srv_cpu, double ge
                          double gen_max) {
   uint64_t exp = g_expected_win;
   if (C.wl == W_CHURN) exp = g_delivered_win + g_gaps + g_tail;
-  double loss = exp ? ((double)exp - (double)g_delivered_win) * 100.0 / (double)exp : 0.0;
-  if (loss < 0) loss = 0;
+  double loss = loss_pct(exp, g_delivered_win, 0.0);
   long hwm = server_status_kb("VmHWM");
   fprintf(stderr,
           "issun-load: window %.1f s: sent %llu, expected %llu, delivered %llu, gaps %llu, "
@@ -1260,12 +1261,8 @@ typedef struct sat {
 } sat;
 
 /* Judges the step just measured (g_* counters, H_WIN); returns 1 if it passed. */
-static int sat_step(sat *st, int step, double rate, double srv_cpu, double gen_cpu,
-                    double gen_max) {
-  double loss = g_expected_win ? ((double)g_expected_win - (double)g_delivered_win) * 100.0 /
-                                     (double)g_expected_win
-                               : 100.0;
-  if (loss < 0) loss = 0;
+static int sat_step(sat *st, int step, double rate, double srv_cpu, double gen_cpu) {
+  double loss = loss_pct(g_expected_win, g_delivered_win, 100.0);
   double p99_ms = h_pct(H_WIN, 0.99) / 1e6;
   double target_sent = rate * C.clients * C.seconds;
   int gen_limited = (double)g_sent_win < 0.9 * target_sent;
@@ -1277,7 +1274,6 @@ static int sat_step(sat *st, int step, double rate, double srv_cpu, double gen_c
           srv_cpu * 100 / C.seconds, gen_cpu * 100 / C.seconds,
           C.procs > 1 ? " (all workers)" : "", g_other_pct,
           ok ? "pass" : gen_limited ? "generator-limited" : "fail");
-  (void)gen_max;
   if (st->sl < sizeof st->steps - 200)
     st->sl += (size_t)snprintf(st->steps + st->sl, sizeof st->steps - st->sl,
                                "%s{\"rate_hz\":%.1f,\"delivered_per_s\":%.0f,\"loss_pct\":%.4f,"
@@ -1336,7 +1332,7 @@ static int run_events(void) {
       churn_finish();
     } else {
       g_sending = 0;
-      drain();
+      drain(g_expected_win);
     }
     if (over_time()) return 2;
     return report_window(connect_s, pinned, srv_cpu, gen_cpu, gen_cpu);
@@ -1348,7 +1344,7 @@ static int run_events(void) {
   for (int step = 0; step < C.sat_max_steps && !over_time(); step++) {
     run_window(rate, step == 0 ? C.warmup : 1.0, 0, &srv_cpu, &gen_cpu);
     settle();
-    if (!sat_step(st, step, rate, srv_cpu, gen_cpu, gen_cpu)) break;
+    if (!sat_step(st, step, rate, srv_cpu, gen_cpu)) break;
     rate *= C.sat_factor;
   }
   g_sending = 0;
@@ -1375,11 +1371,6 @@ typedef struct go_msg {
   double rate, warmup;
   uint64_t start; /* CLOCK_MONOTONIC ns: pacing starts, the warm-up begins */
 } go_msg;
-
-typedef struct ready_msg {
-  int ok;
-  double connect_s;
-} ready_msg;
 
 typedef struct result_msg {
   double gen_cpu;
@@ -1421,7 +1412,6 @@ static int msg_send(int fd, uint32_t type, const void *p, uint32_t len) {
 
 static uint32_t g_cmd; /* the command read and not yet taken (0: none) */
 static go_msg g_go;
-static uint32_t *WSENT; /* window sends of every client (M_SENTALL) */
 
 /* CMD_FD is readable: read one whole command (the coordinator writes each
  * in one go).  A lost coordinator stops the run. */
@@ -1508,22 +1498,19 @@ static uint64_t expect_rx(void) {
 
 static int worker_connect(void) {
   if (wait_cmd() != M_GO) return 2;
-  uint64_t t0 = mono_ns();
-  ready_msg rd = {.ok = connect_all() == 0};
-  rd.connect_s = (double)(mono_ns() - t0) / 1e9;
+  int ok = connect_all() == 0; /* M_READY's body: the coordinator times it */
   g_phase = "idle";
-  msg_send(RES_FD, M_READY, &rd, sizeof rd);
+  msg_send(RES_FD, M_READY, &ok, sizeof ok);
   if (wait_cmd() != M_END) return 2;
   result_send(0, H_CONN);
-  return rd.ok ? (g_drops ? 3 : 0) : 2;
+  return ok ? (g_drops ? 3 : 0) : 2;
 }
 
 static int worker_events(void) {
-  uint64_t t0 = mono_ns();
-  ready_msg rd = {.ok = connect_all() == 0};
+  int ok = connect_all() == 0;
   if (C.room_size > 0) {
     g_phase = "rooms";
-    if (rd.ok) rd.ok = rooms_create() == 0;
+    if (ok) ok = rooms_create() == 0;
     uint64_t *ids = calloc((size_t)NGROUPS, sizeof *ids);
     if (!ids) return 2;
     for (int g = 0; g < NGROUPS; g++)
@@ -1531,13 +1518,12 @@ static int worker_events(void) {
     msg_send(RES_FD, M_ROOMS, ids, (uint32_t)NGROUPS * sizeof *ids);
     free(ids);
     if (wait_cmd() != M_ROOMS) return 2;
-    if (rd.ok) rd.ok = rooms_join() == 0;
+    if (ok) ok = rooms_join() == 0;
   }
-  rd.connect_s = (double)(mono_ns() - t0) / 1e9;
-  msg_send(RES_FD, M_READY, &rd, sizeof rd);
+  msg_send(RES_FD, M_READY, &ok, sizeof ok);
   for (;;) {
     uint32_t c = wait_cmd();
-    if (c == M_END) return rd.ok ? ((C.wl != W_CHURN && g_drops) ? 3 : 0) : 2;
+    if (c == M_END) return ok ? ((C.wl != W_CHURN && g_drops) ? 3 : 0) : 2;
     if (c != M_GO) return 2;
     double srv_cpu, gen_cpu;
     run_window(g_go.rate, g_go.warmup, g_go.start, &srv_cpu, &gen_cpu);
@@ -1549,11 +1535,9 @@ static int worker_events(void) {
       /* What this worker's clients should receive depends on what the
        * others sent: swap the window's send counts, then drain. */
       g_sending = 0;
-      for (int i = LO; i < HI; i++) WSENT[i] = CL[i].win_sent;
       msg_send(RES_FD, M_SENT, WSENT + LO, (uint32_t)(HI - LO) * sizeof *WSENT);
       if (wait_cmd() != M_SENTALL) return 2;
-      g_expect_rx = expect_rx();
-      drain();
+      drain(expect_rx());
     }
     result_send(gen_cpu, H_WIN);
   }
@@ -1592,7 +1576,6 @@ static void coord_send_all(uint32_t type, const void *p, uint32_t len) {
   for (int w = 0; w < C.procs; w++) msg_send(WCMD[w], type, p, len);
 }
 
-/* Sleeps until `t` (CLOCK_MONOTONIC ns) unless a signal stops the run. */
 /* The merged progress line, at most once a second: rates summed over the
  * workers' last second, p99 the worst worker's. */
 static uint64_t g_prog_at;
@@ -1601,8 +1584,6 @@ static void coord_progress(void) {
   if (!PROG || now < g_prog_at) return;
   g_prog_at = now + NS;
   wprog sum = {0};
-  double p99 = 0;
-  char phase[sizeof sum.phase] = "";
   for (int w = 0; w < C.procs; w++) {
     if (!__atomic_load_n(&PROG[w].seq, __ATOMIC_ACQUIRE)) return; /* not all started */
     wprog p = PROG[w]; /* a torn copy only blurs one line */
@@ -1613,16 +1594,12 @@ static void coord_progress(void) {
     sum.drops += p.drops;
     sum.sent += p.sent;
     sum.rx += p.rx;
-    if (p.p99_ms > p99) p99 = p.p99_ms;
-    if (w == 0) memcpy(phase, p.phase, sizeof phase - 1);
+    if (p.p99_ms > sum.p99_ms) sum.p99_ms = p.p99_ms;
+    if (w == 0) memcpy(sum.phase, p.phase, sizeof sum.phase - 1);
   }
-  fprintf(stderr,
-          "[%6.1fs] %-8s connected %llu/%llu in-flight %llu failed %llu dropped %llu | "
-          "sent/s %llu events/s %llu p99 %.2f ms (worst of %d workers)\n",
-          (double)(now - T0) / 1e9, phase, (unsigned long long)sum.live,
-          (unsigned long long)sum.n, (unsigned long long)sum.in_flight,
-          (unsigned long long)sum.failed, (unsigned long long)sum.drops,
-          (unsigned long long)sum.sent, (unsigned long long)sum.rx, p99, C.procs);
+  char note[32];
+  snprintf(note, sizeof note, " (worst of %d workers)", C.procs);
+  progress_print(&sum, (double)(now - T0) / 1e9, note);
 }
 
 /* Sleeps until `t` (CLOCK_MONOTONIC ns) unless a signal stops the run,
@@ -1668,6 +1645,18 @@ static void merge(const result_msg *r, hist *into) {
   for (unsigned i = 0; i < H_BUCKETS; i++) into->b[i] += r->h.b[i];
 }
 
+/* Every worker's M_READY: 1 when all are ready, 0 when one failed to
+ * connect or set up its rooms, -1 when one was lost. */
+static int coord_ready(void) {
+  int all = 1;
+  for (int w = 0; w < C.procs; w++) {
+    int ok;
+    if (coord_read(w, M_READY, &ok, sizeof ok) != 0) return -1;
+    all &= ok != 0;
+  }
+  return all;
+}
+
 static int coord_connect(void) {
   static result_msg r;
   long rss0 = server_status_kb("VmRSS");
@@ -1677,12 +1666,8 @@ static int coord_connect(void) {
   uint64_t t0 = mono_ns();
   go_msg go = {.start = t0};
   coord_send_all(M_GO, &go, sizeof go);
-  int ok = 1;
-  for (int w = 0; w < C.procs; w++) {
-    ready_msg rd;
-    if (coord_read(w, M_READY, &rd, sizeof rd) != 0) return 2;
-    ok &= rd.ok;
-  }
+  int ok = coord_ready();
+  if (ok < 0) return 2;
   double connect_s = (double)(mono_ns() - t0) / 1e9;
   double cpu1 = server_cpu_s();
   cpu_snap(&sb);
@@ -1720,12 +1705,8 @@ static int coord_events(void) {
     free(all);
     free(one);
   }
-  int ok = 1;
-  for (int w = 0; w < C.procs; w++) {
-    ready_msg rd;
-    if (coord_read(w, M_READY, &rd, sizeof rd) != 0) return 2;
-    ok &= rd.ok;
-  }
+  int ok = coord_ready();
+  if (ok < 0) return 2;
   if (!ok) return 2;
   double connect_s = (double)(mono_ns() - t0) / 1e9;
   fprintf(stderr, "issun-load: %d clients connected%s by %d workers in %.2f s\n", C.clients,
@@ -1777,7 +1758,7 @@ static int coord_events(void) {
       rc = report_window(connect_s, pinned, c1 - c0, gen, gen_max);
       break;
     }
-    if (!sat_step(st, step, rate, c1 - c0, gen, gen_max) || step + 1 >= C.sat_max_steps) {
+    if (!sat_step(st, step, rate, c1 - c0, gen) || step + 1 >= C.sat_max_steps) {
       rc = sat_report(st, connect_s, pinned);
       break;
     }
